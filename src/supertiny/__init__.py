@@ -1,0 +1,4 @@
+"""supertiny
+"""
+
+__version__ = "0.1"

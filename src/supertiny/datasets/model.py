@@ -1,0 +1,111 @@
+"""A transformers model directory as a catalog dataset.
+
+Saving writes weights (safetensors), config, generation config and tokenizer with
+``save_pretrained``; loading returns a :class:`ModelDirectory` handle instead of the model
+itself, because some readers only need the path (a server, a size measurement) and a model
+should be loaded once, by the node that uses it, with the options that node needs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import fsspec
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_protocol_and_path
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+@dataclass
+class ModelBundle:
+    """What a node returns to save a model: the model and its tokenizer."""
+
+    model: Any
+    tokenizer: Any
+
+
+@dataclass(frozen=True)
+class ModelDirectory:
+    """A saved model directory: its path, and loaders for what it holds."""
+
+    path: Path
+
+    def load_model(self, **kwargs: Any) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
+
+    def load_tokenizer(self, **kwargs: Any) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.path, **kwargs)
+
+    def load(self, **model_kwargs: Any) -> ModelBundle:
+        return ModelBundle(self.load_model(**model_kwargs), self.load_tokenizer())
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of weight files on disk (what a deployment ships and loads)."""
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+
+
+class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelDirectory]):
+    """Saves a :class:`ModelBundle` (or copies a :class:`ModelDirectory`) to a local directory.
+
+    Versioning works as for any Kedro dataset (``versioned: true`` in the catalog): each save
+    goes to ``<filepath>/<version>/<name>`` and a load picks the latest unless told otherwise.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        if protocol != "file":
+            # save_pretrained and from_pretrained work on local directories.
+            raise DatasetError(f"ModelDataset stores models on the local filesystem, not {protocol!r}: {filepath}")
+        self._save_args = {"safe_serialization": True, **(save_args or {})}
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=lambda p: (Path(p) / "config.json").exists(),
+            glob_function=fsspec.filesystem("file").glob,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "version": self._version}
+
+    def load(self) -> ModelDirectory:
+        path = Path(self._get_load_path())
+        if not (path / "config.json").exists():
+            raise DatasetError(f"No model directory at {path} (no config.json): run the pipeline that produces it first")
+        return ModelDirectory(path)
+
+    def save(self, data: ModelBundle | ModelDirectory) -> None:
+        path = Path(self._get_save_path())
+        # Write to a sibling and rename, so an interrupted save never looks like a model.
+        partial = path.with_name(path.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(data, ModelDirectory):
+            shutil.copytree(data.path, partial)
+        elif isinstance(data, ModelBundle):
+            data.model.save_pretrained(partial, **self._save_args)
+            data.tokenizer.save_pretrained(partial)
+        else:
+            raise DatasetError(f"ModelDataset saves a ModelBundle or a ModelDirectory, got {type(data).__name__}")
+        shutil.rmtree(path, ignore_errors=True)
+        partial.rename(path)
+
+    def _exists(self) -> bool:
+        try:
+            return (Path(self._get_load_path()) / "config.json").exists()
+        except DatasetError:
+            return False

@@ -1,0 +1,1 @@
+"""The embedded demo dataset: a home-and-car voice assistant (see ``generator``)."""

@@ -1,0 +1,5 @@
+"""Filtering pipeline."""
+
+from supertiny.pipelines.filtering.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

