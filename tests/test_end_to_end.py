@@ -33,10 +33,16 @@ def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_smoke_run_produces_every_output(project):
+@pytest.fixture(scope="module")
+def smoke_outputs(project) -> Path:
+    """`kedro run --env smoke`: every pipeline, once for the module."""
     result = kedro(project, "run", "--env", "smoke")
     assert result.returncode == 0, result.stderr[-4000:]
-    outputs = project / "data" / "smoke"
+    return project / "data" / "smoke"
+
+
+def test_smoke_run_produces_every_output(smoke_outputs):
+    outputs = smoke_outputs
     split_sizes = {}
     for split in ("train", "val", "test"):
         lines = (outputs / "05_model_input" / f"{split}_requests.jsonl").read_text().splitlines()
@@ -78,3 +84,37 @@ def test_an_unknown_dataset_type_is_named(project):
 def test_a_model_source_that_does_not_exist_is_named(project):
     output = run_broken(project, "parameters_student.yml", "base_model:\n  source:\n    path: /models/missing.gguf\n", "student")
     assert "base_model.source: no GGUF file at /models/missing.gguf" in output
+
+
+def test_filtering_runs_on_a_hand_made_candidates_file(project, smoke_outputs):
+    """A team's own candidates (text only, as a person would write them) through the filter."""
+    smoke = smoke_outputs
+    requests = [json.loads(line) for line in (smoke / "05_model_input" / "teacher_requests.jsonl").read_text().splitlines()]
+    labelled = [r for r in requests if r["reference"] is not None][:2]
+    handmade = project / "data" / "01_raw" / "handmade_candidates.jsonl"
+    rows = [
+        {"request_id": labelled[0]["id"], "sample": 0, "text": "```json\n" + json.dumps(labelled[0]["reference"]) + "\n```"},
+        {"request_id": labelled[0]["id"], "sample": 1, "text": "I am not sure."},
+        {"request_id": labelled[1]["id"], "sample": 0, "text": json.dumps([{"name": "no_such_function", "arguments": {}}])},
+    ]
+    handmade.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    env = project / "conf" / "handmade"
+    env.mkdir(exist_ok=True)
+    (env / "globals.yml").write_text("output_root: data/smoke\n")
+    (env / "catalog.yml").write_text(
+        "teacher_candidates:\n  type: supertiny.datasets.JSONLinesDataset\n  filepath: data/01_raw/handmade_candidates.jsonl\n"
+    )
+    result = kedro(project, "run", "--env", "handmade", "--pipelines", "filtering", "--nodes", "filter_train_candidates,plot_filter_report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    kept = [json.loads(line) for line in (smoke / "05_model_input" / "distill_train.jsonl").read_text().splitlines()]
+    assert [(row["id"], row["sample"]) for row in kept] == [(labelled[0]["id"], 0)]
+    rejected = [json.loads(line) for line in (smoke / "02_intermediate" / "filter_rejections.jsonl").read_text().splitlines()]
+    assert sorted(row["step"] for row in rejected) == ["format", "schema"]
+    summary = json.loads((smoke / "08_reporting" / "filter_summary.json").read_text())
+    assert summary["candidates"] == 3 and summary["examples_kept"] == 1
+
+
+def test_an_unknown_verifier_stops_the_run_before_any_node(project):
+    output = run_broken(project, "parameters_filtering.yml", "filtering:\n  verifiers: [format, vibes]\n", "filtering")
+    assert "filtering.verifiers: unknown verifier(s) ['vibes']" in output
+    assert "Running node" not in output

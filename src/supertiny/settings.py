@@ -4,9 +4,13 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
+from supertiny.hooks import ParameterChecks
+
 # Kedro 1.7 itself calls an OmegaConf function that warns it is deprecated, on every run;
 # the notice is about Kedro's code, not the project's configuration.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+
+HOOKS = (ParameterChecks(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,7 +1,26 @@
-"""Filtering: not built yet; an empty pipeline keeps the registry's names stable."""
+"""Filtering: teacher candidates -> verified training examples, rejections and a report."""
 
-from kedro.pipeline import Pipeline, pipeline
+from kedro.pipeline import Pipeline, node, pipeline
+
+from supertiny.pipelines.filtering.nodes import filter_candidates, plot_filter_report
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline([])
+    return pipeline(
+        [
+            node(
+                filter_candidates,
+                ["teacher_candidates", "teacher_requests", "test_requests", "params:filtering"],
+                ["distill_train", "filter_rejections", "filter_report", "filter_summary"],
+                name="filter_train_candidates",
+            ),
+            node(plot_filter_report, "filter_report", "filter_report_plot", name="plot_filter_report"),
+            # The same filter on the teacher's validation labels: early stopping on teacher-quality data.
+            node(
+                filter_candidates,
+                ["val_teacher_candidates", "val_requests", "test_requests", "params:filtering"],
+                ["distill_val", "val_filter_rejections", "val_filter_report", "val_filter_summary"],
+                name="filter_val_candidates",
+            ),
+        ]
+    )

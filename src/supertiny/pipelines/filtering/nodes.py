@@ -1,0 +1,220 @@
+"""Nodes of the filtering pipeline: rejection sampling of teacher candidates.
+
+Every candidate runs through the configured verifiers in order; per request one (or every
+distinct) accepted answer is kept; duplicates across requests are dropped and frequent
+functions capped. Nothing is lost: every candidate that is not kept is in the rejections
+with the step that dropped it and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, defaultdict
+from typing import Any
+
+import pandas as pd
+
+from supertiny.calls import canonical_key, exact_match
+from supertiny.errors import ConfigError, SupertinyError
+from supertiny.pipelines.filtering.verifiers import VERIFIERS, Item, majority_verdicts
+
+log = logging.getLogger(__name__)
+
+SELECTIONS = ("first", "majority", "all_distinct")
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Fail at the start of a run, not after the teacher's hour, on a setting that cannot work."""
+    unknown = [name for name in params["verifiers"] if name not in VERIFIERS]
+    if unknown:
+        raise ConfigError(f"filtering.verifiers: unknown verifier(s) {unknown}; known: {sorted(VERIFIERS)}")
+    if len(set(params["verifiers"])) != len(params["verifiers"]):
+        raise ConfigError(f"filtering.verifiers: a verifier is listed twice: {params['verifiers']}")
+    if params["selection"] not in SELECTIONS:
+        raise ConfigError(f"filtering.selection must be one of {SELECTIONS}; got {params['selection']!r}")
+    min_similarity = params["reference"].get("min_similarity")
+    if min_similarity is not None and not 0 < min_similarity <= 1:
+        raise ConfigError(f"filtering.reference.min_similarity must be in (0, 1] or null; got {min_similarity}")
+    if not 0 < params["consistency"]["min_share"] <= 1:
+        raise ConfigError(f"filtering.consistency.min_share must be in (0, 1]; got {params['consistency']['min_share']}")
+    cap = params.get("max_per_function")
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"filtering.max_per_function must be a positive integer or null; got {cap!r}")
+
+
+def _items(candidates: list[dict], requests: list[dict], test_requests: list[dict], source: str) -> list[Item]:
+    by_id = {request["id"]: request for request in requests}
+    test_ids = {request["id"] for request in test_requests}
+    leaked = sorted({c.get("request_id") for c in candidates} & test_ids)
+    if leaked:
+        raise SupertinyError(f"{source}: {len(leaked)} candidates answer test requests (e.g. {leaked[:3]}); test requests are never used for training")
+    unknown = sorted({str(c.get("request_id")) for c in candidates if c.get("request_id") not in by_id})
+    if unknown:
+        raise SupertinyError(f"{source}: {len(unknown)} request ids are not among the requests given to the teacher (e.g. {unknown[:5]})")
+    samples = Counter(c["request_id"] for c in candidates)
+    return [Item(by_id[c["request_id"]], c, samples[c["request_id"]]) for c in candidates]
+
+
+def _functions(item: Item) -> list[str]:
+    """What a candidate is about, for per-function statistics: the reference's functions when
+    the request is labelled, else the candidate's own."""
+    calls = item.request.get("reference")
+    if calls is None:
+        calls = item.calls if item.calls is not None else None
+    if calls is None:
+        return ["(unparsed)"]
+    return sorted({call["name"] for call in calls}) or ["(no call)"]
+
+
+def _rejection(item: Item, step: str, reason: str) -> dict[str, Any]:
+    candidate = item.candidate
+    return {
+        "request_id": candidate["request_id"],
+        "sample": candidate.get("sample"),
+        "step": step,
+        "reason": reason,
+        "text": candidate.get("text"),
+        "calls": item.calls if item.calls is not None else candidate.get("calls"),
+    }
+
+
+def _select(accepted: list[Item], selection: str) -> tuple[list[Item], list[Item]]:
+    """Per request: the first accepted sample, the most common accepted answer, or every
+    distinct accepted answer. Returns (kept, not kept)."""
+    by_request: dict[str, list[Item]] = defaultdict(list)
+    for item in accepted:
+        by_request[item.request["id"]].append(item)
+    kept, dropped = [], []
+    for items in by_request.values():
+        items.sort(key=lambda item: item.candidate.get("sample", 0))
+        keys = [canonical_key(item.calls, item.request["tools"]) for item in items]
+        if selection == "first":
+            chosen = {0}
+        elif selection == "majority":
+            votes = Counter(keys)
+            chosen = {keys.index(max(votes, key=lambda key: (votes[key], -keys.index(key))))}
+        else:
+            chosen = {keys.index(key) for key in dict.fromkeys(keys)}
+        for position, item in enumerate(items):
+            (kept if position in chosen else dropped).append(item)
+    return kept, dropped
+
+
+def _user_text(request: dict) -> str:
+    return " ".join(" ".join(m["content"] for m in request["messages"] if m["role"] == "user").split()).casefold()
+
+
+def filter_candidates(
+    candidates: list[dict], requests: list[dict], test_requests: list[dict], params: dict[str, Any]
+) -> tuple[list[dict], list[dict], pd.DataFrame, dict[str, Any]]:
+    """Rejection sampling: (kept examples, rejections, report table, summary)."""
+    check_params(params)
+    items = _items(candidates, requests, test_requests, "filtering")
+    rejections: list[dict] = []
+    table: list[dict] = []
+    alive = items
+    for name in params["verifiers"]:
+        verdicts = VERIFIERS[name](alive, params.get(name) or {})
+        passed = [item for item, verdict in zip(alive, verdicts) if verdict.passed is not False]
+        for item, verdict in zip(alive, verdicts):
+            if verdict.passed is False:
+                rejections.append(_rejection(item, name, verdict.reason))
+            elif verdict.passed:
+                item.passed.append(name)
+        applicable = sum(verdict.passed is not None for verdict in verdicts)
+        table.append({"group": "verifier", "name": name, "candidates": applicable,
+                      "accepted": sum(bool(v.passed) for v in verdicts), "not_applicable": len(alive) - applicable})
+        alive = passed
+    accepted = alive
+
+    by_function_total: Counter = Counter()
+    by_function_accepted: Counter = Counter()
+    accepted_ids = {id(item) for item in accepted}
+    for item in items:
+        for function in _functions(item):
+            by_function_total[function] += 1
+            by_function_accepted[function] += id(item) in accepted_ids
+    table += [{"group": "function", "name": f, "candidates": n, "accepted": by_function_accepted[f], "not_applicable": 0}
+              for f, n in sorted(by_function_total.items())]
+    table.append({"group": "overall", "name": "all verifiers", "candidates": len(items), "accepted": len(accepted), "not_applicable": 0})
+
+    kept, not_selected = _select(accepted, params["selection"])
+    rejections += [_rejection(item, "selection", f"another accepted answer of this request was kept ({params['selection']})") for item in not_selected]
+
+    # The same request text with the same answer twice teaches nothing new.
+    unique: dict[tuple[str, str], Item] = {}
+    for item in kept:
+        key = (_user_text(item.request), canonical_key(item.calls, item.request["tools"]))
+        if key in unique:
+            rejections.append(_rejection(item, "dedup", f"same request and answer as request {unique[key].request['id']!r}"))
+        else:
+            unique[key] = item
+    kept = list(unique.values())
+
+    cap = params.get("max_per_function")
+    if cap:
+        groups: dict[tuple, list[Item]] = defaultdict(list)
+        for item in kept:
+            groups[tuple(sorted({c["name"] for c in item.calls})) or ("(no call)",)].append(item)
+        rng = random.Random(params.get("seed", 0))
+        kept = []
+        for group, members in sorted(groups.items()):
+            chosen = set(range(len(members))) if len(members) <= cap else set(rng.sample(range(len(members)), cap))
+            for position, item in enumerate(members):
+                if position in chosen:
+                    kept.append(item)
+                else:
+                    rejections.append(_rejection(item, "cap", f"over max_per_function={cap} for {'+'.join(group)}"))
+
+    examples = [
+        {**item.request, "calls": item.calls, "sample": item.candidate.get("sample"), "verifiers_passed": item.passed}
+        for item in sorted(kept, key=lambda item: (item.request["id"], item.candidate.get("sample", 0)))
+    ]
+    report = pd.DataFrame(table)
+    report["rate"] = (report["accepted"] / report["candidates"].where(report["candidates"] > 0)).round(4)
+    request_ids = {item.request["id"] for item in items}
+    accepted_requests = {item.request["id"] for item in accepted}
+    summary = {
+        "candidates": len(items),
+        "requests": len(request_ids),
+        "accepted_candidates": len(accepted),
+        "acceptance_rate": round(len(accepted) / max(len(items), 1), 4),
+        "requests_with_accepted_answer": len(accepted_requests),
+        "requests_without_accepted_answer": len(request_ids - accepted_requests),
+        "examples_kept": len(examples),
+        "rejections_by_step": dict(Counter(r["step"] for r in rejections)),
+        "by_verifier": {row["name"]: row["rate"] for row in report[report.group == "verifier"].to_dict("records")},
+        "consistency_alone_on_labelled": _consistency_precision(items, params["consistency"]["min_share"]),
+    }
+    log.info(
+        "Filtering: %d of %d candidates accepted (%.1f%%); %d examples kept; %d requests without an accepted answer",
+        len(accepted), len(items), 100 * summary["acceptance_rate"], len(examples), summary["requests_without_accepted_answer"],
+    )
+    return examples, rejections, report, summary
+
+
+def _consistency_precision(items: list[Item], min_share: float) -> dict[str, Any]:
+    """How often the consistency verifier alone, used on labelled requests as if they had no
+    label, accepts an exactly right answer: what it is worth on production logs."""
+    valid = [item for item in items if item.request.get("reference") is not None and item.calls is not None]
+    verdicts = majority_verdicts(valid, min_share)
+    accepted = [item for item, verdict in zip(valid, verdicts) if verdict.passed]
+    right = sum(exact_match(item.calls, item.request["reference"], item.request["tools"]) for item in accepted)
+    return {"parsed_candidates": len(valid), "accepted": len(accepted), "exactly_right": right,
+            "precision": round(right / len(accepted), 4) if accepted else None}
+
+
+def plot_filter_report(report: pd.DataFrame) -> Any:
+    """Acceptance by verifier and by function, as a plotly figure kedro-viz can preview."""
+    import plotly.express as px
+
+    shown = report[report.group != "overall"].copy()
+    figure = px.bar(
+        shown, x="name", y="rate", color="group", facet_col="group", facet_col_spacing=0.04,
+        hover_data=["candidates", "accepted"], title="Teacher candidates accepted, by verifier and by function",
+        labels={"rate": "acceptance rate", "name": ""},
+    )
+    figure.update_xaxes(matches=None, tickangle=-45)
+    figure.update_yaxes(range=[0, 1])
+    return figure

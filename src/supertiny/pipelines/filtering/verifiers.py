@@ -1,0 +1,125 @@
+"""Verifiers of teacher candidates: each says pass, fail with a reason, or not applicable.
+
+A verifier sees every candidate still standing after the verifiers before it (so that the
+consistency verifier can vote within a request's samples, and the judge can send its
+questions concurrently) and returns one :class:`Verdict` per candidate, in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from supertiny.calls import canonical_key, exact_match, parse_calls, similarity, validate_calls
+
+
+@dataclass
+class Item:
+    """A candidate with its request, and its calls once the format verifier has parsed them."""
+
+    request: dict[str, Any]
+    candidate: dict[str, Any]
+    samples: int  # how many candidates the request has in all (its k)
+    calls: list[dict] | None = None
+    passed: list[str] = field(default_factory=list)  # verifiers that accepted it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool | None  # None: the verifier does not apply to this candidate
+    reason: str = ""
+
+
+Verifier = Callable[[list[Item], dict[str, Any]], list[Verdict]]
+NOT_APPLICABLE = Verdict(None, "not applicable")
+
+
+def verify_format(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
+    """The candidate is a list of calls: the teacher's parsed calls, or its text parsed now
+    (a hand-made candidates file may carry only text)."""
+    verdicts = []
+    for item in items:
+        candidate = item.candidate
+        if candidate.get("error"):
+            verdicts.append(Verdict(False, f"teacher request failed ({candidate.get('error_kind') or 'error'}): {candidate['error']}"))
+            continue
+        has_calls = candidate.get("calls") is not None
+        parsed = parse_calls(json.dumps(candidate["calls"]) if has_calls else candidate.get("text"))
+        if parsed.ok:
+            item.calls = parsed.calls
+            verdicts.append(Verdict(True))
+        else:
+            verdicts.append(Verdict(False, candidate.get("parse_error") or parsed.error))
+    return verdicts
+
+
+def verify_schema(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
+    """Every call names an offered tool and its arguments satisfy that tool's JSON Schema."""
+    verdicts = []
+    for item in items:
+        problems = validate_calls(item.calls, item.request["tools"])
+        verdicts.append(Verdict(not problems, "; ".join(problems)))
+    return verdicts
+
+
+def verify_reference(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
+    """Against a labelled request's reference: exact match, or a similarity threshold."""
+    threshold = settings.get("min_similarity")
+    verdicts = []
+    for item in items:
+        reference, tools = item.request.get("reference"), item.request["tools"]
+        if reference is None:
+            verdicts.append(NOT_APPLICABLE)
+        elif threshold is None:
+            verdicts.append(Verdict(True) if exact_match(item.calls, reference, tools) else Verdict(False, "differs from the reference"))
+        else:
+            score = similarity(item.calls, reference, tools)
+            verdicts.append(Verdict(score >= threshold, f"similarity {score:.2f} to the reference" + ("" if score >= threshold else f" < {threshold}")))
+    return verdicts
+
+
+def majority_verdicts(items: list[Item], min_share: float) -> list[Verdict]:
+    """Agreement among a request's k samples: a candidate passes when its answer is the
+    request's most common answer (no tie) and that answer has at least ``min_share`` of all samples."""
+    by_request: dict[str, list[int]] = defaultdict(list)
+    for position, item in enumerate(items):
+        by_request[item.request["id"]].append(position)
+    verdicts: list[Verdict] = [NOT_APPLICABLE] * len(items)
+    for positions in by_request.values():
+        request = items[positions[0]].request
+        keys = [canonical_key(items[p].calls, request["tools"]) for p in positions]
+        votes = Counter(keys).most_common()
+        samples = items[positions[0]].samples
+        top_key, top_votes = votes[0]
+        tied = len(votes) > 1 and votes[1][1] == top_votes
+        share = top_votes / samples
+        for position, key in zip(positions, keys):
+            if tied:
+                verdicts[position] = Verdict(False, f"no majority among {samples} samples")
+            elif key != top_key:
+                verdicts[position] = Verdict(False, f"disagrees with the majority answer ({top_votes}/{samples} samples)")
+            elif share < min_share:
+                verdicts[position] = Verdict(False, f"majority share {share:.2f} < {min_share}")
+            else:
+                verdicts[position] = Verdict(True, f"majority answer ({top_votes}/{samples} samples)")
+    return verdicts
+
+
+def verify_consistency(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
+    """For unlabelled requests (production logs), trust what most samples agree on."""
+    unlabelled = [p for p, item in enumerate(items) if item.request.get("reference") is None]
+    verdicts: list[Verdict] = [NOT_APPLICABLE] * len(items)
+    for position, verdict in zip(unlabelled, majority_verdicts([items[p] for p in unlabelled], settings["min_share"])):
+        verdicts[position] = verdict
+    return verdicts
+
+
+VERIFIERS: dict[str, Verifier] = {
+    "format": verify_format,
+    "schema": verify_schema,
+    "reference": verify_reference,
+    "consistency": verify_consistency,
+}

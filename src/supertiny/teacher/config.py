@@ -1,0 +1,119 @@
+"""The teacher's settings (``teacher:`` in conf/base/parameters_teacher.yml), checked once.
+
+Every problem is a :class:`ConfigError` naming the ``teacher.<key>`` to fix, raised before a
+server starts or a request is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from supertiny.errors import ConfigError
+
+STRATEGIES = ("native", "prompted", "decomposed")
+
+
+@dataclass(frozen=True)
+class LocalServerConfig:
+    """How to run the embedded ``transformers serve`` when no ``base_url`` is set."""
+
+    model_dir: str | None  # None: the prepared base model
+    startup_timeout_s: float
+    continuous_batching: bool
+    kv_cache_blocks: int
+    extra_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Validated ``teacher`` parameters; see parameters_teacher.yml for what each one means."""
+
+    base_url: str | None
+    model: str | None
+    api_key_env: str | None
+    strategy: str
+    k_samples: int
+    temperature: float
+    max_tokens: int
+    max_tokens_select: int
+    concurrency: int
+    timeout_s: float
+    max_retries: int
+    seed_examples: int
+    few_shot: int
+    max_requests: int | None
+    val_max_requests: int | None
+    seed: int
+    cache_dir: str
+    prices: dict[str, dict[str, float]]
+    local_server: LocalServerConfig
+
+    @property
+    def embedded(self) -> bool:
+        """True when the teacher is the local server this run starts itself."""
+        return not self.base_url
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TeacherConfig:
+        p = dict(params or {})
+        strategy = p.get("strategy", "decomposed")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"teacher.strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        base_url = p.get("base_url") or None
+        model = p.get("model") or None
+        if base_url and not model:
+            raise ConfigError(f"teacher.model is not set: name the model that {base_url} should answer with")
+        local = dict(p.get("local_server") or {})
+        prices = {}
+        for name, price in (p.get("prices") or {}).items():
+            if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
+                raise ConfigError(f"teacher.prices.{name} must be {{prompt: USD per 1M tokens, completion: USD per 1M tokens}}; got {price!r}")
+            prices[str(name)] = {"prompt": _number(price, "prompt", f"prices.{name}.", 0.0), "completion": _number(price, "completion", f"prices.{name}.", 0.0)}
+        return cls(
+            base_url=base_url.rstrip("/") if base_url else None,
+            model=model,
+            api_key_env=p.get("api_key_env") or None,
+            strategy=strategy,
+            k_samples=_integer(p, "k_samples", 1, minimum=1),
+            temperature=_number(p, "temperature", "", 0.7),
+            max_tokens=_integer(p, "max_tokens", 128, minimum=1),
+            max_tokens_select=_integer(p, "max_tokens_select", 32, minimum=1),
+            concurrency=_integer(p, "concurrency", 8, minimum=1),
+            timeout_s=_number(p, "timeout_s", "", 120.0, positive=True),
+            max_retries=_integer(p, "max_retries", 4, minimum=0),
+            seed_examples=_integer(p, "seed_examples", 64, minimum=0),
+            few_shot=_integer(p, "few_shot", 3, minimum=0),
+            max_requests=_optional_integer(p, "max_requests"),
+            val_max_requests=_optional_integer(p, "val_max_requests"),
+            seed=_integer(p, "seed", 0),
+            cache_dir=str(p.get("cache_dir") or "data/02_intermediate/teacher_cache"),
+            prices=prices,
+            local_server=LocalServerConfig(
+                model_dir=local.get("model_dir") or None,
+                startup_timeout_s=_number(local, "startup_timeout_s", "local_server.", 300.0, positive=True),
+                continuous_batching=bool(local.get("continuous_batching", True)),
+                kv_cache_blocks=_integer(local, "kv_cache_blocks", 128, minimum=1, prefix="local_server."),
+                extra_args=tuple(str(arg) for arg in local.get("extra_args") or ()),
+            ),
+        )
+
+
+def _integer(p: dict, key: str, default: int, minimum: int | None = None, prefix: str = "") -> int:
+    value = p.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ConfigError(f"teacher.{prefix}{key} must be an integer{bound}; got {value!r}")
+    return value
+
+
+def _optional_integer(p: dict, key: str) -> int | None:
+    return None if p.get(key) is None else _integer(p, key, 0, minimum=0)
+
+
+def _number(p: dict, key: str, prefix: str, default: float, positive: bool = False) -> float:
+    value = p.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
+        kind = "a positive number" if positive else "a number >= 0"
+        raise ConfigError(f"teacher.{prefix}{key} must be {kind}; got {value!r}")
+    return float(value)

@@ -1,0 +1,206 @@
+"""Labelling requests with the teacher: k candidates a request, a progress bar, an account.
+
+This is the whole recipe top to bottom: check the key, pick the endpoint (the configured
+``base_url``, or the embedded ``transformers serve`` started on the first cache miss), run the
+strategy for every (request, sample) with at most ``concurrency`` requests in flight, and
+turn each answer into a candidate record (DESIGN.md) and the run into ``teacher_usage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from supertiny.errors import ConfigError
+from supertiny.teacher.cache import ResponseCache
+from supertiny.teacher.client import Endpoint, TeacherClient, api_key, is_loopback
+from supertiny.teacher.config import TeacherConfig
+from supertiny.teacher.fewshot import FewShotIndex
+from supertiny.teacher.server import LocalServer, model_fingerprint
+from supertiny.teacher.strategies import STRATEGIES, Answer, Prompting
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_ENDPOINT = "embedded:transformers-serve"
+
+
+def candidate_record(request_id: str, sample: int, strategy: str, model: str, answer: Answer) -> dict[str, Any]:
+    """One teacher candidate: the DESIGN.md fields, plus the strategy, request count and error."""
+    completions = answer.completions
+    failed = answer.failed
+    return {
+        "request_id": request_id,
+        "sample": sample,
+        "text": answer.text,
+        "calls": answer.calls,
+        "parse_error": answer.parse_error,
+        "prompt_tokens": sum(c.prompt_tokens for c in completions),
+        "completion_tokens": sum(c.completion_tokens for c in completions),
+        "latency_ms": round(sum(c.latency_ms for c in completions), 1),
+        "model": model,
+        "cached": all(c.cached for c in completions),
+        "strategy": strategy,
+        "requests": len(completions),
+        "error_kind": failed.error_kind if failed else None,
+        "error": failed.error if failed else None,
+    }
+
+
+def _price(config: TeacherConfig, model: str) -> dict[str, float] | None:
+    """USD per 1M prompt / completion tokens; a model on this machine costs nothing."""
+    if model in config.prices:
+        return config.prices[model]
+    if config.embedded or is_loopback(config.base_url):
+        return {"prompt": 0.0, "completion": 0.0}
+    return None
+
+
+def _cost(price: dict[str, float] | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    if price is None:
+        return None
+    return round((prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6, 6)
+
+
+async def _label_all(
+    jobs: list[tuple[dict, int]], client: TeacherClient, config: TeacherConfig, prompting: Prompting, progress: tqdm
+) -> list[dict]:
+    """Candidates for every (request, sample), in job order."""
+    answer = STRATEGIES[config.strategy]
+    results: list[dict] = [{}] * len(jobs)
+    pending = iter(enumerate(jobs))  # shared by the workers: each takes the next job
+
+    async def worker() -> None:
+        for position, (request, sample) in pending:
+            ask = functools.partial(client.complete, sample=sample)
+            reply = await answer(request, ask, prompting)
+            results[position] = candidate_record(request["id"], sample, config.strategy, client.model_label, reply)
+            usage = client.usage
+            progress.set_postfix(sent=usage.sent, hits=usage.cache_hits, errors=sum(usage.errors.values()), refresh=False)
+            progress.update()
+
+    # One worker per request slot: the client's semaphore keeps the slots full and no more.
+    workers = [asyncio.create_task(worker()) for _ in range(min(config.concurrency, len(jobs)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    finally:
+        await client.aclose()
+    return results
+
+
+def label_requests(
+    requests: list[dict], seed_examples: list[dict], config: TeacherConfig, model_dir: str | Path | None = None
+) -> tuple[list[dict], dict[str, Any]]:
+    """``k_samples`` candidates for each request, and the run's usage record.
+
+    ``model_dir`` is the model the embedded server serves when ``teacher.local_server.model_dir``
+    is not set. Responses are cached under ``teacher.cache_dir`` as they arrive, so a killed
+    run resumes where it stopped.
+    """
+    key = api_key(config)  # a missing key stops the run here, before anything is sent
+    if config.temperature == 0 and config.k_samples > 1:
+        log.warning("teacher.temperature is 0: the %d samples of a request will mostly be the same answer", config.k_samples)
+    prompting = Prompting(FewShotIndex(seed_examples), config.few_shot, config.max_tokens, config.max_tokens_select)
+    jobs = [(request, sample) for request in requests for sample in range(config.k_samples)]
+    with contextlib.ExitStack() as stack:
+        if config.embedded:
+            served = Path(config.local_server.model_dir or model_dir or "")
+            if not (served / "config.json").exists():
+                raise ConfigError(f"teacher.local_server.model_dir: {served} is not a model directory (no config.json)")
+            endpoint_label, model_label = EMBEDDED_ENDPOINT, f"{served.name}@{model_fingerprint(served)[:16]}"
+
+            def connect() -> Endpoint:
+                server = stack.enter_context(
+                    LocalServer(
+                        served,
+                        temperature=config.temperature,
+                        startup_timeout_s=config.local_server.startup_timeout_s,
+                        continuous_batching=config.local_server.continuous_batching,
+                        kv_cache_blocks=config.local_server.kv_cache_blocks,
+                        extra_args=config.local_server.extra_args,
+                    )
+                )
+                return Endpoint(server.base_url, server.model_id, key)
+        else:
+            endpoint_label, model_label = config.base_url, config.model
+
+            def connect() -> Endpoint:
+                return Endpoint(config.base_url, config.model, key)
+
+        probe_tools = None
+        if config.strategy == "native" and requests:
+            probe_tools = (requests[0]["id"], requests[0]["tools"])
+        client = TeacherClient(config, ResponseCache(config.cache_dir), endpoint_label, model_label, connect, probe_tools)
+        log.info(
+            "Teacher: %d requests x %d samples, strategy %s, model %s at %s",
+            len(requests), config.k_samples, config.strategy, model_label, config.base_url or "the embedded server",
+        )  # fmt: skip
+        started = time.perf_counter()
+        with tqdm(total=len(jobs), desc="teacher", unit="sample", mininterval=1.0) as progress:
+            candidates = asyncio.run(_label_all(jobs, client, config, prompting, progress))
+    wall_s = time.perf_counter() - started
+    usage = _usage_record(config, client, endpoint_label, model_label, requests, candidates, wall_s)
+    log.info(
+        "Teacher done in %.1f s: %d requests sent (+%d probe), %d cache hits, %d retries, errors %s, "
+        "tokens %d prompt + %d completion, %.2f requests/s, cost %s",
+        wall_s, usage["requests_sent"], usage["probe_requests"], usage["cache_hits"], usage["retries"],
+        usage["errors"] or "none", usage["prompt_tokens"], usage["completion_tokens"], usage["requests_per_s"],
+        "unknown (no price)" if usage["cost_usd"] is None else f"${usage['cost_usd']:.4f}",
+    )  # fmt: skip
+    return candidates, usage
+
+
+def _usage_record(
+    config: TeacherConfig,
+    client: TeacherClient,
+    endpoint_label: str,
+    model_label: str,
+    requests: list[dict],
+    candidates: list[dict],
+    wall_s: float,
+) -> dict[str, Any]:
+    usage = client.usage
+    price = _price(config, config.model or model_label)
+    if price is None:
+        log.warning("No price for model %r in teacher.prices: cost is reported as null", config.model)
+    answered = sum(1 for c in candidates if c["error_kind"] is None)
+    return {
+        "strategy": config.strategy,
+        "endpoint": endpoint_label,
+        "model": model_label,
+        "requests_labelled": len(requests),
+        "k_samples": config.k_samples,
+        "candidates": len(candidates),
+        "candidates_answered": answered,
+        "candidates_parsed": sum(1 for c in candidates if c["calls"] is not None),
+        "candidates_failed": len(candidates) - answered,
+        "requests_sent": usage.sent,
+        "probe_requests": usage.probes,
+        "cache_hits": usage.cache_hits,
+        "cache_hit_rate": round(usage.cache_hits / max(usage.cache_hits + usage.sent, 1), 4),
+        "retries": usage.retries,
+        "errors": dict(sorted(usage.errors.items())),
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_prompt_tokens": usage.cached_prompt_tokens,
+        "cached_completion_tokens": usage.cached_completion_tokens,
+        "wall_s": round(wall_s, 2),
+        "requests_per_s": round(usage.sent / wall_s, 3) if wall_s > 0 else 0.0,
+        "candidates_per_s": round(len(candidates) / wall_s, 3) if wall_s > 0 else 0.0,
+        "price_usd_per_1m_tokens": price,
+        "cost_usd": _cost(price, usage.prompt_tokens, usage.completion_tokens),
+        "cost_usd_with_cache": _cost(
+            price, usage.prompt_tokens + usage.cached_prompt_tokens, usage.completion_tokens + usage.cached_completion_tokens
+        ),
+    }

@@ -1,0 +1,226 @@
+"""The embedded teacher: ``transformers serve`` on 127.0.0.1, started and stopped by this run.
+
+Two quirks of ``transformers serve`` (5.23) decide how it is started:
+
+- it samples only when the model's generation config says ``do_sample: true`` (a request's
+  ``temperature`` alone leaves it greedy), and
+- with ``--continuous-batching`` the first request fixes the sampling settings of every later one,
+  and on CPU it sizes its KV cache at 60% of free RAM unless told otherwise (tens of seconds of
+  allocation, and memory the rest of the machine needs).
+
+So the server gets a view of the model directory (links to its files) whose generation config
+samples at the run's temperature, one server serves one temperature, and the KV cache is
+sized explicitly (``kv_cache_blocks``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from supertiny.errors import SupertinyError
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_CHARS = 3000
+STOP_GRACE_S = 10.0
+
+
+class LocalServerError(SupertinyError):
+    """The local server did not start; the message holds the end of its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """SHA-256 of a model directory's files (names and contents): the model's identity in the
+    teacher's cache, so retrained weights at the same path miss it."""
+    digest = hashlib.sha256()
+    root = Path(model_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGTERM if this process dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class LocalServer:
+    """``with LocalServer(model_dir, temperature=0.7) as server:`` serves ``server.base_url``
+    (OpenAI-compatible, ``.../v1``) with model name ``server.model_id``.
+
+    Entering starts the process on a free port and waits for ``/health``; leaving (also on an
+    error, Ctrl-C or SIGTERM) stops it by its process id: SIGTERM, then SIGKILL.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        temperature: float,
+        startup_timeout_s: float = 300.0,
+        continuous_batching: bool = True,
+        kv_cache_blocks: int = 128,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.model_dir = Path(model_dir).resolve()
+        self.temperature = temperature
+        self.startup_timeout_s = startup_timeout_s
+        self.continuous_batching = continuous_batching
+        self.kv_cache_blocks = kv_cache_blocks
+        self.extra_args = tuple(extra_args)
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._workdir: Path | None = None
+        self._previous_sigterm = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def model_id(self) -> str:
+        """The name requests must send: the server is pinned to the directory it was given."""
+        return str(self._served_dir)
+
+    @property
+    def log_path(self) -> Path:
+        return self._workdir / "server.log"
+
+    @property
+    def _served_dir(self) -> Path:
+        return self._workdir / "model"
+
+    def __enter__(self) -> LocalServer:
+        if not (self.model_dir / "config.json").exists():
+            raise LocalServerError(f"teacher.local_server.model_dir: {self.model_dir} is not a model directory (no config.json)")
+        self._workdir = Path(tempfile.mkdtemp(prefix="supertiny-teacher-"))
+        try:
+            self._prepare_served_dir()
+            self._start()
+            self._wait_until_healthy()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _prepare_served_dir(self) -> None:
+        """Links to the model's files, with a generation config that samples at our temperature."""
+        served = self._served_dir
+        served.mkdir()
+        for path in self.model_dir.iterdir():
+            if path.name != "generation_config.json":
+                (served / path.name).symlink_to(path)
+        generation_file = self.model_dir / "generation_config.json"
+        generation = json.loads(generation_file.read_text()) if generation_file.exists() else {}
+        generation["do_sample"] = self.temperature > 0
+        if self.temperature > 0:
+            generation["temperature"] = self.temperature
+        else:
+            generation.pop("temperature", None)
+        (served / "generation_config.json").write_text(json.dumps(generation, indent=2))
+
+    def _start(self) -> None:
+        self.port = free_port()
+        command = [
+            sys.executable, "-m", "transformers.cli.transformers", "serve", str(self._served_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu",
+            *(["--continuous-batching", "--cb-num-blocks", str(self.kv_cache_blocks)] if self.continuous_batching else []),
+            *self.extra_args,
+        ]  # fmt: skip
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        log.info("Starting the local teacher: transformers serve %s on port %d", self.model_dir, self.port)
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # Its own session: a Ctrl-C in the terminal reaches this process, which stops the
+                # server in order, instead of killing both at once.
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM would end this process without running __exit__; make it unwind instead.
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalServerError(
+                    f"transformers serve exited with code {self.process.returncode} while starting "
+                    f"(model {self.model_dir}); its log ends with:\n{self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        log.info("Local teacher is up (pid %d)", self.process.pid)
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise LocalServerError(
+            f"transformers serve did not answer /health within {self.startup_timeout_s:.0f} s "
+            f"(teacher.local_server.startup_timeout_s); its log ends with:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        except OSError:
+            return "(no log)"
+
+    def _stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.info("Stopped the local teacher (pid %d)", process.pid)
+
+
+def _raise_system_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -1,0 +1,96 @@
+"""Fixtures of the teacher tests: a scripted OpenAI-compatible server, requests, a config."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from supertiny.teacher import TeacherConfig
+
+# The fake server lives next to the tests and is also run alone by the benchmarks.
+_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).with_name("fake_openai.py"))
+fake_openai = importlib.util.module_from_spec(_spec)
+sys.modules["fake_openai"] = fake_openai
+_spec.loader.exec_module(fake_openai)
+FakeOpenAI = fake_openai.FakeOpenAI
+
+LIGHTS = {
+    "type": "function",
+    "function": {
+        "name": "set_lights",
+        "description": "Turn the lights in a room on or off.",
+        "parameters": {
+            "type": "object",
+            "properties": {"room": {"type": "string", "enum": ["kitchen", "bedroom"]}, "state": {"type": "string", "enum": ["on", "off"]}},
+            "required": ["room", "state"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIMER = {
+    "type": "function",
+    "function": {
+        "name": "set_timer",
+        "description": "Start a countdown timer.",
+        "parameters": {
+            "type": "object",
+            "properties": {"minutes": {"type": "integer", "minimum": 1}},
+            "required": ["minutes"],
+            "additionalProperties": False,
+        },
+    },
+}
+TOOLS = [LIGHTS, TIMER]
+
+
+def request(number: int, text: str, reference: list[dict] | None = None) -> dict:
+    return {"id": f"r{number}", "messages": [{"role": "user", "content": text}], "tools": TOOLS, "reference": reference, "meta": {}}
+
+
+@pytest.fixture
+def make_request():
+    """``make_request(number, text, reference=None)``: a request with the two test tools."""
+    return request
+
+
+@pytest.fixture
+def requests() -> list[dict]:
+    """Six labelled requests of three kinds."""
+    lights = [{"name": "set_lights", "arguments": {"room": "kitchen", "state": "on"}}]
+    timer = [{"name": "set_timer", "arguments": {"minutes": 5}}]
+    return [
+        request(1, "turn on the kitchen lights", lights),
+        request(2, "kitchen lights on please", lights),
+        request(3, "set a timer for five minutes", timer),
+        request(4, "start a 5 minute timer", timer),
+        request(5, "book me a flight to Boston", []),
+        request(6, "what is the meaning of life", []),
+    ]
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """``make_config(server, **overrides)``: a TeacherConfig against a fake server, caching in tmp_path."""
+
+    def make(server: FakeOpenAI | None = None, **overrides) -> TeacherConfig:
+        params = {
+            "base_url": server.base_url if server else "http://127.0.0.1:9/v1",
+            "model": "teacher",
+            "api_key_env": None,
+            "strategy": "prompted",
+            "k_samples": 1,
+            "temperature": 0.5,
+            "max_tokens": 32,
+            "concurrency": 4,
+            "timeout_s": 10,
+            "max_retries": 2,
+            "few_shot": 1,
+            "cache_dir": str(tmp_path / "cache"),
+            **overrides,
+        }
+        return TeacherConfig.from_params(params)
+
+    return make
