@@ -71,8 +71,9 @@ def run(requests: list[dict], seeds: list[dict], params: dict, label: str) -> di
         "any_exact": sum(hits.values()) / len(requests),
         "parsed": usage["candidates_parsed"] / max(usage["candidates"], 1),
         "sent": usage["requests_sent"],
-        "prompt_tok_per_request": usage["prompt_tokens"] / max(usage["requests_sent"], 1),
+        "prompt_tok_per_request": (usage["prompt_tokens"] + usage["cached_prompt_tokens"]) / max(usage["requests_sent"] + usage["cache_hits"], 1),
         "req_per_s": usage["requests_per_s"],
+        "cached": usage["requests_sent"] == 0,
         "wall_s": time.perf_counter() - started,
     }
 
@@ -113,6 +114,7 @@ def main() -> None:
         print(
             f"{row['run']:<28} {row['requests']:>8} {row['any_exact']:>10.1%} {row['parsed']:>7.1%} {row['sent']:>6} "
             f"{row['prompt_tok_per_request']:>14.0f} {row['req_per_s']:>6.2f} {row['wall_s']:>7.1f}"
+            + ("  (from the cache)" if row["cached"] else "")
         )
     print("exact(any): share of requests with at least one candidate that exactly matches the reference "
           "(with one greedy sample: exact-match accuracy)")

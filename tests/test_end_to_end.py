@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -33,12 +34,32 @@ def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
 
 
+def write_distill_data(outputs: Path) -> None:
+    """distill_train / distill_val from the teacher requests' own references.
+
+    The smoke teacher is a random tiny model: it never writes a valid answer, so filtering
+    (rightly) keeps nothing and the student would have nothing to learn. The later pipelines
+    get what filtering writes when a working teacher agrees with the references.
+    """
+    for split, source in (("distill_train", "teacher_requests"), ("distill_val", "val_requests")):
+        rows = [json.loads(line) for line in (outputs / "05_model_input" / f"{source}.jsonl").read_text().splitlines()]
+        labelled = [{**row, "calls": row["reference"], "sample": 0, "verifiers_passed": ["reference"]}
+                    for row in rows if row["reference"] is not None][:8]
+        (outputs / "05_model_input" / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in labelled))
+
+
 @pytest.fixture(scope="module")
 def smoke_outputs(project) -> Path:
-    """`kedro run --env smoke`: every pipeline, once for the module."""
-    result = kedro(project, "run", "--env", "smoke")
+    """The smoke environment through every pipeline: up to filtering (data, base model, teacher), then (on
+    verified examples, see write_distill_data) student, compression and evaluation."""
+    result = kedro(project, "run", "--env", "smoke", "--to-nodes", "summarise_data,filter_train_candidates,filter_val_candidates,plot_filter_report")
     assert result.returncode == 0, result.stderr[-4000:]
-    return project / "data" / "smoke"
+    outputs = project / "data" / "smoke"
+    write_distill_data(outputs)
+    result = kedro(project, "run", "--env", "smoke", "--pipelines", "student,compression,evaluation")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "supertiny: every stage on the same test requests" in result.stdout
+    return outputs
 
 
 def test_smoke_run_produces_every_output(smoke_outputs):
@@ -54,6 +75,14 @@ def test_smoke_run_produces_every_output(smoke_outputs):
     assert (outputs / "06_models" / "base_model" / "config.json").exists()
     info = json.loads((outputs / "06_models" / "base_model_info.json").read_text())
     assert info["random_init"] and info["layers"] == 2
+    for model in ("student_sft", "student_rl", "student_model", "pruned_model", "pruned_recovered", "quantized_model"):
+        assert (outputs / "06_models" / model / "config.json").exists(), model
+    metrics = pd.read_parquet(outputs / "08_reporting" / "stage_metrics.parquet")
+    assert list(metrics.stage[:5]) == ["base", "student_sft", "student_rl", "pruned", "pruned_recovered"]
+    assert metrics.stage.iloc[5].startswith("quantized_")
+    assert (metrics.n == 4).all() and (metrics.p50_ms > 0).all()
+    report = (outputs / "08_reporting" / "report.md").read_text()
+    assert "| student_sft |" in report and "## Filtering" in report
 
 
 def run_broken(project: Path, file: str, yaml: str, pipeline: str = "data") -> str:

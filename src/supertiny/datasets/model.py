@@ -4,6 +4,9 @@ Saving writes weights (safetensors), config, generation config and tokenizer wit
 ``save_pretrained``; loading returns a :class:`ModelDirectory` handle instead of the model
 itself, because some readers only need the path (a server, a size measurement) and a model
 should be loaded once, by the node that uses it, with the options that node needs.
+
+A quantised model (a bundle with a ``quantization`` recipe) is saved in its quantised form by
+``supertiny.compression.quantization``, and ``load_model`` rebuilds it from that directory.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 @dataclass
 class ModelBundle:
-    """What a node returns to save a model: the model and its tokenizer."""
+    """What a node returns to save a model: the model and its tokenizer, and for a quantised
+    model its ``supertiny.compression.quantization.Recipe`` (saved quantised, not as float)."""
 
     model: Any
     tokenizer: Any
+    quantization: Any = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,14 @@ class ModelDirectory:
     path: Path
 
     def load_model(self, **kwargs: Any) -> Any:
+        """The model; a quantised one is rebuilt in its quantised form (``kwargs`` are
+        ``from_pretrained`` options, which do not apply to it)."""
+        from supertiny.compression.quantization import is_quantized, load_quantized
+
+        if is_quantized(self.path):
+            if kwargs:
+                raise TypeError(f"{self.path} holds a quantised model; from_pretrained options {sorted(kwargs)} do not apply")
+            return load_quantized(self.path)
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
@@ -96,6 +109,10 @@ class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelD
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(data, ModelDirectory):
             shutil.copytree(data.path, partial)
+        elif isinstance(data, ModelBundle) and data.quantization is not None:
+            from supertiny.compression.quantization import save_quantized
+
+            save_quantized(data.model, data.tokenizer, data.quantization, partial)
         elif isinstance(data, ModelBundle):
             data.model.save_pretrained(partial, **self._save_args)
             data.tokenizer.save_pretrained(partial)

@@ -1,7 +1,73 @@
-"""Evaluation: not built yet; an empty pipeline keeps the registry's names stable."""
+"""Evaluation: every stage measured the same way on the same test requests, then one table,
+plots and a report."""
 
-from kedro.pipeline import Pipeline, pipeline
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from supertiny.pipelines.evaluation.nodes import (
+    collect_predictions,
+    collect_stage_metrics,
+    evaluate_local_model,
+    evaluate_quantized_model,
+    evaluation_requests,
+    per_function_table,
+    plot_accuracy_per_function,
+    plot_accuracy_vs_latency,
+    plot_size_per_stage,
+    record_run,
+    write_report,
+)
+
+# Stage name -> the catalog dataset of its model, in the order of the recipe (DESIGN.md).
+LOCAL_STAGES = {
+    "base": "base_model",
+    "student_sft": "student_sft",
+    "student_rl": "student_rl",
+    "pruned": "pruned_model",
+    "pruned_recovered": "pruned_recovered",
+}
+
+
+def _stage_node(stage: str, model: str):
+    evaluate = update_wrapper(partial(evaluate_local_model, stage=stage), evaluate_local_model)
+    return node(
+        evaluate,
+        [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation"],
+        [f"{stage}_eval_row", f"{stage}_predictions"],
+        name=f"evaluate_{stage}",
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline([])
+    stages = [*LOCAL_STAGES, "quantized"]
+    rows = [f"{stage}_eval_row" for stage in stages]
+    return pipeline(
+        [
+            node(evaluation_requests, ["test_requests", "params:evaluation"], "evaluation_requests", name="choose_evaluation_requests"),
+            *[_stage_node(stage, model) for stage, model in LOCAL_STAGES.items()],
+            node(
+                evaluate_quantized_model,
+                ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation",
+                 "params:compression.quantization.method"],
+                ["quantized_eval_row", "quantized_predictions"],
+                name="evaluate_quantized",
+            ),
+            node(collect_stage_metrics, rows, "stage_metrics", name="collect_stage_metrics"),
+            node(collect_predictions, [f"{stage}_predictions" for stage in stages], "predictions", name="collect_predictions"),
+            node(per_function_table, rows, "function_accuracy", name="per_function_table"),
+            node(plot_accuracy_vs_latency, "stage_metrics", "accuracy_vs_latency_plot", name="plot_accuracy_vs_latency"),
+            node(plot_size_per_stage, "stage_metrics", "size_per_stage_plot", name="plot_size_per_stage"),
+            node(plot_accuracy_per_function, "function_accuracy", "accuracy_per_function_plot", name="plot_accuracy_per_function"),
+            node(record_run, ["parameters", "stage_metrics"], "run_record", name="record_run"),
+            node(
+                write_report,
+                ["stage_metrics", "function_accuracy", "data_report", "filter_summary", "teacher_usage", "run_record",
+                 "accuracy_vs_latency_plot", "size_per_stage_plot", "accuracy_per_function_plot"],
+                ["report_markdown", "report_html"],
+                name="write_report",
+            ),
+        ]
+    )

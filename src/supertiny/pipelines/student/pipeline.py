@@ -1,13 +1,27 @@
-"""Student: base model preparation (SFT, RL and distillation build on it)."""
+"""Student: the base model, then SFT -> RL -> distillation, each stage's model and log in the catalog."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from supertiny.pipelines.student.nodes import prepare_base_model
+from supertiny.pipelines.student.nodes import finish_student, prepare_base_model, train_kd, train_rl, train_sft
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(prepare_base_model, "params:base_model", ["base_model", "base_model_info"], name="prepare_base_model"),
+            node(
+                train_sft,
+                ["base_model", "distill_train", "distill_val", "params:student"],
+                ["student_sft", "student_sft_log"],
+                name="train_sft",
+            ),
+            node(train_rl, ["student_sft", "distill_train", "params:student"], ["student_rl", "student_rl_log"], name="train_rl"),
+            node(train_kd, ["student_rl", "distill_train", "params:student"], ["student_kd", "student_kd_log"], name="train_kd"),
+            node(
+                finish_student,
+                ["student_kd", "student_sft_log", "student_rl_log", "student_kd_log"],
+                ["student_model", "student_training_summary"],
+                name="finish_student",
+            ),
         ]
     )

@@ -1,0 +1,162 @@
+"""Does each student stage help? Accuracy on test requests, training cost and memory, as ratios.
+
+    .venv/bin/python benchmarks/student_stages.py --n 100 --memory-steps 3
+    .venv/bin/python benchmarks/student_stages.py --n 100 --models teacher   # the teacher alone
+
+Needs `kedro run` of the data, (teacher, filtering) and student pipelines first. It reads the
+catalog of the chosen environment and:
+
+1. scores base_model, student_sft, student_rl (and student_kd when it trained) on the same
+   seeded subset of N test requests, greedy, in the shared prompt format
+   (``supertiny.inference.evaluate_model``, the evaluation pipeline's function), and with
+   ``--models ... teacher`` the teacher's greedy answers (temperature 0, one sample, the
+   configured strategy; it starts the teacher) to the same requests;
+2. reads each stage's training wall time, tokens/s and peak memory from student_training_summary;
+3. with --memory-steps K: runs K SFT steps twice, each in a fresh process (so peak memory is that
+   run's alone), with activation (gradient) checkpointing off and on, same data and batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def load_context(project: Path, env: str | None) -> Any:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    return KedroSession.create(project_path=project, env=env).load_context()
+
+
+def teacher_answers(requests: list[dict], params: dict[str, Any], context: Any) -> list[str]:
+    """The teacher's greedy answer to each request, as text the call module parses back."""
+    from supertiny.calls import format_calls
+    from supertiny.pipelines.teacher.nodes import select_seed_examples
+    from supertiny.teacher import TeacherConfig, label_requests
+
+    greedy = {**params["teacher"], "temperature": 0.0, "k_samples": 1}
+    seeds, _ = select_seed_examples(context.catalog.load("train_requests"), greedy)  # the teacher pipeline's few-shot pool
+    base = context.catalog.load("base_model")
+    candidates, _ = label_requests(requests, seeds, TeacherConfig.from_params(greedy), model_dir=base.path)
+    by_id = {candidate["request_id"]: candidate for candidate in candidates}
+    return [
+        format_calls(by_id[r["id"]]["calls"]) if by_id[r["id"]]["calls"] is not None else (by_id[r["id"]]["text"] or "")
+        for r in requests
+    ]
+
+
+def probe_sft_memory(project: Path, env: str | None, steps: int, checkpointing: bool) -> dict[str, Any]:
+    """Run ``steps`` SFT steps in this process; the peak memory and speed the stage logged."""
+    from supertiny.training.sft import run_sft
+
+    context = load_context(project, env)
+    student = json.loads(json.dumps(context.params["student"]))
+    args = student["sft"]["args"]
+    args |= {"max_steps": steps, "logging_steps": 1, "activation_checkpointing": checkpointing}
+    student["sft"]["early_stopping_patience"] = None
+    rows = context.catalog.load("distill_train")[: steps * args["per_device_train_batch_size"] * args.get("gradient_accumulation_steps", 1)]
+    _, log = run_sft(context.catalog.load("base_model"), rows, [], student)
+    closing = log[-1]  # the trainer's closing log: totals over the run
+    return {
+        "peak_rss_mb": max(row["peak_rss_mb"] for row in log),
+        "s_per_step": round(closing["elapsed_s"] / closing["step"], 2),
+        "tokens_per_s": closing["tokens_per_s"],
+    }
+
+
+def memory_comparison(project: Path, env: str | None, steps: int) -> dict[bool, dict[str, Any]]:
+    results = {}
+    for checkpointing in (False, True):
+        command = [sys.executable, __file__, "--project", str(project), "--probe-checkpointing", str(checkpointing), "--memory-steps", str(steps)]
+        if env:
+            command += ["--env", env]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[checkpointing] = json.loads(output.strip().splitlines()[-1])
+    return results
+
+
+def ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}x" if value is not None and reference else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="test requests scored (a seeded subset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env", default=None, help="Kedro environment (default: the embedded default)")
+    parser.add_argument("--project", type=Path, default=PROJECT, help="the Kedro project whose catalog is read")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--models", nargs="+", default=["base_model", "student_sft", "student_rl", "student_kd"],
+                        help="what to score: catalog models and/or 'teacher' (student_kd only when it trained)")
+    parser.add_argument("--memory-steps", type=int, default=0, help="SFT steps per memory probe (0: skip)")
+    parser.add_argument("--probe-checkpointing", choices=["True", "False"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.probe_checkpointing is not None:  # a memory probe, in its own process
+        logging.basicConfig(level=logging.WARNING)
+        print(json.dumps(probe_sft_memory(args.project, args.env, args.memory_steps, args.probe_checkpointing == "True")))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from supertiny.inference import evaluate_model, sample_requests, score_requests
+
+    context = load_context(args.project, args.env)
+    catalog, student = context.catalog, context.params["student"]
+    summary = catalog.load("student_training_summary")
+    requests = sample_requests(catalog.load("test_requests"), args.n, args.seed)
+    settings = {"tools_mode": student["tools_mode"], "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+
+    accuracy: dict[str, dict[str, Any]] = {}
+    for name in args.models:
+        if name == "teacher":
+            _, accuracy[name] = score_requests(requests, teacher_answers(requests, context.params, context))
+        elif name != "student_kd" or summary["kd"]["status"] == "trained":
+            _, accuracy[name] = evaluate_model(catalog.load(name), requests, settings)
+    memory = memory_comparison(args.project, args.env, args.memory_steps) if args.memory_steps else None
+
+    print(f"\nTest requests: {len(requests)} (seed {args.seed}), tools_mode {student['tools_mode']}, greedy, stages {student['stages']}")
+    reference = accuracy.get("teacher", {}).get("exact_match")
+    header = f"{'model':<12} {'exact':>6} {'similarity':>10} {'valid':>6} {'no-call':>7} {'exact vs teacher':>16} {'req/s':>6}"
+    print(header + "\n" + "-" * len(header))
+    for name, m in accuracy.items():
+        no_call = "-" if m["no_call_accuracy"] is None else f"{m['no_call_accuracy']:.3f}"
+        print(
+            f"{name:<12} {m['exact_match']:>6.3f} {m['similarity']:>10.3f} {m['valid_rate']:>6.3f} {no_call:>7} "
+            f"{ratio(m['exact_match'], reference):>16} {m.get('requests_per_s') or '-':>6}"
+        )
+
+    print(f"\nTraining (student_training_summary)\n{'stage':<6} {'status':<8} {'steps':>5} {'wall s':>7} {'tokens':>7} {'tokens/s':>8} {'peak MiB':>8}  last")
+    for stage, entry in summary.items():
+        if entry["status"] != "trained":
+            print(f"{stage:<6} {entry['status']:<8}")
+            continue
+        last = ", ".join(f"{k.removeprefix('last_')} {v}" for k, v in entry.items() if k.startswith(("last_", "best_")))
+        print(
+            f"{stage:<6} {'trained':<8} {entry['steps']:>5} {entry['wall_s']:>7.0f} {entry['tokens']:>7} "
+            f"{entry['tokens_per_s']:>8.1f} {entry['peak_rss_mb']:>8.0f}  {last}"
+        )
+
+    if memory:
+        off, on = memory[False], memory[True]
+        print(f"\nSFT peak memory, {args.memory_steps} steps, batch {student['sft']['args']['per_device_train_batch_size']}, fresh process each")
+        print(f"{'activation checkpointing':<25} {'peak MiB':>8} {'s/step':>7} {'tokens/s':>8}")
+        for label, m in (("off", off), ("on", on)):
+            print(f"{label:<25} {m['peak_rss_mb']:>8.0f} {m['s_per_step']:>7.2f} {m['tokens_per_s']:>8.1f}")
+        print(f"{'on / off':<25} {ratio(on['peak_rss_mb'], off['peak_rss_mb']):>8} {ratio(on['s_per_step'], off['s_per_step']):>7}")
+
+
+if __name__ == "__main__":
+    main()

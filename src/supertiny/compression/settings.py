@@ -1,0 +1,116 @@
+"""Checks of ``compression`` settings: before a run starts (``check_params``, light enough for
+the project's hook to import at start-up), and against the model before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supertiny.errors import ConfigError
+
+# INC's pruning criteria (``pruning_type``) that work with a channel pattern during training.
+CRITERIA = ("magnitude", "snip", "snip_momentum", "snip_progressive", "snip_momentum_progressive")
+SPARSITY_DECAYS = ("exp", "linear", "cos", "cube")
+
+# Quantisation methods (see supertiny.compression.quantization).
+METHODS = ("rtn", "gptq", "inc_dynamic_int8", "torch_dynamic_int8")
+WEIGHT_ONLY = ("rtn", "gptq")
+WEIGHT_ONLY_BITS = (4, 8)
+# INC's weight-only group sizes (RTNConfig.register_supported_configs); -1: one group per row.
+GROUP_SIZES = (-1, 32, 64, 128, 256, 512, 1024)
+# INC methods that exist but cannot run on this CPU set-up, and why.
+UNSUPPORTED = {
+    "dynamic_int8": "INC 3.x DynamicQuantConfig needs torch's PT2E quantizer, which torch 2.13 moved to torchao "
+    "(not installed); INC's dynamic INT8 that runs here is inc_dynamic_int8",
+    "static_int8": "INC's static INT8 on CPU needs intel-extension-for-pytorch (IPEX), not installed",
+    "smoothquant": "INC's SmoothQuant on CPU needs intel-extension-for-pytorch (IPEX), not installed",
+    "fp8": "INC's FP8 quantisation needs an Intel Gaudi (HPU) device",
+}
+
+
+def _integer(value: Any, setting: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{setting} must be an integer of at least {minimum}; got {value!r}")
+    return value
+
+
+def _training(training: dict[str, Any], setting: str, minimum_steps: int) -> None:
+    _integer(training["steps"], f"{setting}.steps", minimum_steps)
+    _integer(training["batch_size"], f"{setting}.batch_size")
+    if not training["learning_rate"] > 0:
+        raise ConfigError(f"{setting}.learning_rate must be positive; got {training['learning_rate']!r}")
+
+
+def check_params(compression: dict[str, Any]) -> None:
+    """Raise ConfigError, naming the setting, for compression settings that cannot work."""
+    _integer(compression["train_rows"], "compression.train_rows")
+    pruning = compression["pruning"]
+    sparsity = pruning["mlp"]["target_sparsity"]
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1:
+        raise ConfigError(f"compression.pruning.mlp.target_sparsity must be a number in (0, 1); got {sparsity!r}")
+    if not pruning["mlp"]["op_names"]:
+        raise ConfigError("compression.pruning.mlp.op_names: give at least one pattern of layer names to prune")
+    _integer(pruning["mlp"]["channel_multiple"], "compression.pruning.mlp.channel_multiple")
+    _integer(pruning["depth"]["drop_layers"], "compression.pruning.depth.drop_layers", 0)
+    _integer(pruning["depth"]["calibration_rows"], "compression.pruning.depth.calibration_rows")
+    if pruning["criterion"] not in CRITERIA:
+        raise ConfigError(f"compression.pruning.criterion must be one of {CRITERIA}; got {pruning['criterion']!r}")
+    _training(pruning["training"], "compression.pruning.training", minimum_steps=1)
+    schedule = pruning["schedule"]
+    start = _integer(schedule["start_step"], "compression.pruning.schedule.start_step", 0)
+    end = _integer(schedule["end_step"], "compression.pruning.schedule.end_step", start)
+    _integer(schedule["frequency"], "compression.pruning.schedule.frequency")
+    if end >= pruning["training"]["steps"]:
+        raise ConfigError(
+            f"compression.pruning.schedule.end_step ({end}) must be below compression.pruning.training.steps "
+            f"({pruning['training']['steps']}): the target sparsity is reached at end_step"
+        )
+    if schedule["decay"] not in SPARSITY_DECAYS:
+        raise ConfigError(f"compression.pruning.schedule.decay must be one of {SPARSITY_DECAYS}; got {schedule['decay']!r}")
+    recovery = compression["recovery"]
+    _training(recovery, "compression.recovery", minimum_steps=0)
+    if not recovery["temperature"] > 0:
+        raise ConfigError(f"compression.recovery.temperature must be positive; got {recovery['temperature']!r}")
+    if not 0 <= recovery["kl_weight"] <= 1:
+        raise ConfigError(f"compression.recovery.kl_weight must be in [0, 1]; got {recovery['kl_weight']!r}")
+    check_quantization(compression["quantization"])
+
+
+def check_quantization(settings: dict[str, Any], setting: str = "compression.quantization") -> None:
+    """Raise ConfigError for a method, bit width or group size that cannot run here."""
+    method = settings.get("method")
+    if method in UNSUPPORTED:
+        raise ConfigError(f"{setting}.method: {method!r} is not supported on this CPU: {UNSUPPORTED[method]}; use one of {METHODS}")
+    if method not in METHODS:
+        raise ConfigError(f"{setting}.method must be one of {METHODS}; got {method!r}")
+    bits = settings.get("bits", 8)
+    if method in WEIGHT_ONLY:
+        if bits not in WEIGHT_ONLY_BITS:
+            raise ConfigError(f"{setting}.bits: {method} supports {WEIGHT_ONLY_BITS} bits here; got {bits!r}")
+        if settings.get("group_size", 32) not in GROUP_SIZES:
+            raise ConfigError(f"{setting}.group_size must be one of {GROUP_SIZES} for {method}; got {settings.get('group_size')!r}")
+    elif bits != 8:
+        raise ConfigError(f"{setting}.bits: {method} quantises to 8 bits only; got {bits!r}")
+    if method == "gptq" and int(settings.get("calibration_rows", 0)) < 1:
+        raise ConfigError(f"{setting}.calibration_rows: gptq needs at least one calibration prompt")
+
+
+def check_against_model(compression: dict[str, Any], model: Any) -> None:
+    """The settings that depend on the model: layer patterns that match, layers that exist."""
+    import torch
+
+    from supertiny.compression.pruning import decoder_layers, matching_modules
+
+    op_names = compression["pruning"]["mlp"]["op_names"]
+    if not matching_modules(model, op_names):
+        linears = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+        raise ConfigError(
+            f"compression.pruning.mlp.op_names {op_names} match no linear layer of the model; "
+            f"its layers are named like {linears[:4]}"
+        )
+    layers = len(decoder_layers(model))
+    drop = compression["pruning"]["depth"]["drop_layers"]
+    if drop > layers - 2:
+        raise ConfigError(
+            f"compression.pruning.depth.drop_layers: {drop} of the model's {layers} decoder layers; the first and "
+            f"the last are always kept, so at most {max(layers - 2, 0)} can be dropped"
+        )

@@ -1,0 +1,176 @@
+"""The one latency harness for local models: batch-1 greedy generation on this CPU.
+
+Every model (student, pruned, quantised) is timed the same way: each prompt alone (batch 1),
+greedy, exactly ``new_tokens`` new tokens (end-of-sequence is suppressed, so every model does
+the same work), after warm-up, with a fixed number of CPU threads. A streamer timestamps
+every generated token, which separates prefill (prompt in, first token out) from decode (each
+further token): decode tokens/s is what weight bandwidth bounds, prefill is what prompt
+length costs.
+
+The physical bound: a decode step reads every weight of every matmul once (the output head
+included, of an embedding table only one row), so tokens/s can never exceed memory bandwidth
+divided by those bytes. ``memory_bandwidth_gbs`` measures the bandwidth here;
+``weight_bytes_per_token`` counts the bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 timings over a set of prompts (milliseconds, tokens per second)."""
+
+    p50_ms: float  # whole request: prompt in, all new tokens out
+    p95_ms: float
+    prefill_p50_ms: float  # prompt in, first new token out
+    decode_tokens_per_s: float  # further tokens / time spent on them, over all requests
+    tokens_per_s: float  # all new tokens / all request time (what a caller sees)
+    new_tokens: int
+    requests: int
+    threads: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _TokenClock:
+    """A generation streamer that records when each new token arrives."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        # generate() first puts the prompt, then one tensor per new token.
+        if self._prompt_seen:
+            self.times.append(time.perf_counter())
+        self._prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+
+@torch.inference_mode()
+def measure_latency(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    new_tokens: int = 32,
+    threads: int = 2,
+    warmup: int = 1,
+) -> Latency:
+    """Time greedy batch-1 generation of exactly ``new_tokens`` tokens for each prompt.
+
+    ``prompts`` are finished prompt texts (``supertiny.prompt.prompt_text``), so the harness
+    times any prompt format. The first ``warmup`` prompts are run once untimed first (lazy
+    initialisation, weight unpacking, allocator growth).
+    """
+    if not prompts:
+        raise ValueError("measure_latency needs at least one prompt")
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2 to separate prefill from decode")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.eval()
+        encoded = [tokenizer(text, return_tensors="pt", add_special_tokens=False) for text in prompts]
+        for inputs in encoded[:warmup]:
+            _generate(model, tokenizer, inputs, new_tokens, _TokenClock())
+        totals, prefills, decode_times = [], [], []
+        for inputs in encoded:
+            clock = _TokenClock()
+            start = time.perf_counter()
+            _generate(model, tokenizer, inputs, new_tokens, clock)
+            end = time.perf_counter()
+            totals.append(end - start)
+            prefills.append(clock.times[0] - start)
+            decode_times.append(clock.times[-1] - clock.times[0])
+    finally:
+        torch.set_num_threads(previous_threads)
+    totals_ms = np.array(totals) * 1000
+    return Latency(
+        p50_ms=round(float(np.percentile(totals_ms, 50)), 1),
+        p95_ms=round(float(np.percentile(totals_ms, 95)), 1),
+        prefill_p50_ms=round(float(np.percentile(np.array(prefills) * 1000, 50)), 1),
+        decode_tokens_per_s=round((new_tokens - 1) * len(encoded) / sum(decode_times), 2),
+        tokens_per_s=round(new_tokens * len(encoded) / sum(totals), 2),
+        new_tokens=new_tokens,
+        requests=len(encoded),
+        threads=threads,
+    )
+
+
+def _generate(model: Any, tokenizer: Any, inputs: dict, new_tokens: int, clock: _TokenClock) -> None:
+    model.generate(
+        **inputs,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,  # suppresses end-of-sequence: equal work for every model
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        streamer=clock,
+    )
+    if len(clock.times) != new_tokens:
+        raise RuntimeError(f"generate produced {len(clock.times)} tokens, not {new_tokens}")
+
+
+def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5, threads: int = 2) -> float:
+    """Memory bandwidth in GB/s seen by ``threads`` threads: the best of ``repeats`` copies of a
+    buffer far larger than the caches (a copy reads and writes every byte, so it counts twice)."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        source = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32)
+        target = torch.empty_like(source)
+        target.copy_(source)  # page in the target before timing
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            target.copy_(source)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return round(2 * source.numel() * source.element_size() / best / 1e9, 2)
+
+
+def weight_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes of weights one decode step reads: each matmul's weights as they are stored when it
+    runs (a quantised layer's int8 or packed int4 weights, or the float weights that a layer
+    unpacks once and keeps), norms and biases; embedding tables count nothing (one row is read).
+    A tensor shared by two modules (tied input and output embeddings) counts where it is read
+    as a matmul, once."""
+    counted: list[torch.Tensor] = []  # by identity: a tied weight counts once
+
+    def count(tensor: torch.Tensor | None) -> None:
+        if isinstance(tensor, torch.Tensor) and all(tensor is not other for other in counted):
+            counted.append(tensor)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        packed = getattr(module, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            # torch's dynamically quantised Linear: int8 weight (+ float bias) in a packed blob.
+            weight, bias = packed._weight_bias()
+            count(weight)
+            count(bias)
+        elif next(module.children(), None) is not None:
+            # A container, or a wrapper (INC wraps quantised layers in graph modules that keep a
+            # stale float weight attribute): the layers inside do the reading.
+            continue
+        elif isinstance(getattr(module, "weight", None), torch.Tensor):
+            # An ordinary layer, or a weight-only quantised one that has unpacked its weight.
+            count(module.weight)
+            count(getattr(module, "bias", None))
+        else:
+            for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+                count(tensor)
+    return sum(tensor.numel() * tensor.element_size() for tensor in counted)

@@ -1,0 +1,80 @@
+"""The student's prompt format: one definition for training, RL, distillation, evaluation and serving.
+
+A prompt is a short system message, then the request's own messages, rendered with the
+tokenizer's chat template and its generation prompt. The system message describes the tools
+as configured by ``tools_mode``:
+
+- ``none``: no tools at all, one fixed instruction. The student learns its fixed tool set
+  during training, which makes the prompt short, and prompt length dominates CPU latency.
+- ``names``: the instruction and the names of the offered functions.
+- ``full``: the instruction and each offered function's compact JSON schema.
+
+The target is the answer in the call module's canonical text (``format_calls``) followed by
+the end-of-turn text the chat template writes after an assistant message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from supertiny.calls import format_calls
+from supertiny.calls.schema import tool_function, tool_names
+
+TOOLS_MODES = ("none", "names", "full")
+INSTRUCTION = "Answer with a JSON list of function calls, or [] when no function applies."
+_SENTINEL = "\u2063ANSWER\u2063"  # text no request contains, to find where the template puts an answer
+
+
+def system_message(tools: list[dict], tools_mode: str) -> str:
+    """The instruction, with the offered tools described as ``tools_mode`` says."""
+    if tools_mode == "none":
+        return INSTRUCTION
+    if tools_mode == "names":
+        return f"{INSTRUCTION} Functions: {', '.join(tool_names(tools))}."
+    if tools_mode == "full":
+        schemas = []
+        for tool in tools:
+            function = tool_function(tool) or {}
+            compact = {key: function[key] for key in ("name", "description", "parameters") if key in function}
+            schemas.append(json.dumps(compact, ensure_ascii=False, separators=(",", ":")))
+        return INSTRUCTION + " Functions:\n" + "\n".join(schemas)
+    raise ValueError(f"tools_mode must be one of {TOOLS_MODES}; got {tools_mode!r}")
+
+
+def build_messages(request: dict[str, Any], tools_mode: str) -> list[dict[str, str]]:
+    """The chat messages of a request's prompt: the system message, then the request's messages.
+
+    A request that brings its own system message keeps it, after the instruction: chat
+    templates expect at most one system message, first.
+    """
+    system = system_message(request["tools"], tools_mode)
+    messages = [{"role": m["role"], "content": m["content"]} for m in request["messages"]]
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": system}, *messages]
+
+
+def prompt_text(request: dict[str, Any], tokenizer: Any, tools_mode: str) -> str:
+    """The prompt as text, ending where the model starts its answer."""
+    return tokenizer.apply_chat_template(build_messages(request, tools_mode), tokenize=False, add_generation_prompt=True)
+
+
+def end_of_turn(tokenizer: Any) -> str:
+    """What the chat template writes right after an assistant message, up to the end-of-sequence
+    token: generation stops there, so anything the template writes after it is never generated."""
+    messages = [{"role": "user", "content": "x"}]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": _SENTINEL}], tokenize=False)
+    if not full.startswith(prompt) or _SENTINEL not in full:
+        raise ValueError("the tokenizer's chat template does not render an assistant answer after its generation prompt")
+    suffix = full[full.index(_SENTINEL) + len(_SENTINEL):]
+    eos = tokenizer.eos_token
+    if eos and eos in suffix:
+        return suffix[: suffix.index(eos) + len(eos)]
+    return suffix.rstrip() or (eos or "")
+
+
+def target_text(calls: list[dict], tokenizer: Any) -> str:
+    """The answer the student learns to write: the canonical calls and the end of its turn."""
+    return format_calls(calls) + end_of_turn(tokenizer)

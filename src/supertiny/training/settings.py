@@ -1,0 +1,139 @@
+"""The ``student`` parameters: what must hold before any stage trains, and the trainer settings
+every stage shares.
+
+Each stage section holds ``args``: settings of its TRL config class (``SFTConfig``,
+``GRPOConfig``, ``DistillationConfig``), passed as they are, so TRL's documentation is the
+reference for them. The settings in ``MANAGED_ARGS`` belong to the pipeline (where checkpoints
+go, what is logged, the seed, the precision the saved models have) and are refused in ``args``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from supertiny.errors import ConfigError
+from supertiny.prompt import TOOLS_MODES
+
+# The pipeline's order: each stage starts from the model of the stage before it.
+STAGES = ("sft", "rl", "kd")
+TRAINER_CONFIGS = {"sft": "SFTConfig", "rl": "GRPOConfig", "kd": "DistillationConfig"}
+MANAGED_ARGS = frozenset({
+    "output_dir", "report_to", "seed", "bf16", "fp16", "use_cpu", "dataloader_num_workers",
+    "save_strategy", "load_best_model_at_end", "metric_for_best_model", "eval_strategy",
+    "max_length", "completion_only_loss", "reward_weights", "teacher_model_name_or_path",
+})
+
+
+def check_params(student: dict[str, Any]) -> None:
+    """Raise ConfigError, naming the setting, for ``student`` parameters that cannot work."""
+    stages = student.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"student.stages must be a non-empty list of {list(STAGES)}; got {stages!r}")
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise ConfigError(f"student.stages: unknown stage(s) {unknown}; known: {list(STAGES)}")
+    if list(stages) != [stage for stage in STAGES if stage in stages]:
+        raise ConfigError(
+            f"student.stages: {stages} is not in the pipeline's order {' -> '.join(STAGES)} "
+            "(each stage starts from the previous stage's model); list each stage once, in that order"
+        )
+    if student.get("tools_mode") not in TOOLS_MODES:
+        raise ConfigError(f"student.tools_mode must be one of {list(TOOLS_MODES)}; got {student.get('tools_mode')!r}")
+    max_length = student.get("max_length")
+    if not isinstance(max_length, int) or max_length < 8:
+        raise ConfigError(f"student.max_length must be an integer of at least 8 tokens; got {max_length!r}")
+    for stage in STAGES:
+        section = student.get(stage)
+        if not isinstance(section, dict):
+            raise ConfigError(f"student.{stage} is missing: every stage needs its section, even when it does not run")
+        _check_args(stage, section.get("args") or {})
+        _check_lora(f"student.{stage}.lora", section.get("lora") or {"enabled": False})
+    patience = student["sft"].get("early_stopping_patience")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"student.sft.early_stopping_patience must be a positive integer or null; got {patience!r}")
+    weights = student["rl"].get("reward") or {}
+    if set(weights) != {"similarity", "format"} or any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
+        raise ConfigError(f"student.rl.reward must give non-negative weights for exactly 'similarity' and 'format'; got {weights!r}")
+    if "kd" in stages and not student["kd"].get("teacher_model_dir"):
+        raise ConfigError("student.kd.teacher_model_dir is required when student.stages includes kd (a model directory of the same tokenizer family)")
+
+
+def check_examples(rows: list[dict]) -> None:
+    """An empty ``distill_train`` means the filter rejected every candidate: nothing to learn from."""
+    if not rows:
+        raise ConfigError(
+            "distill_train is empty: filtering kept no examples, so the student has nothing to learn. "
+            "See filter_report / filter_summary for where candidates were rejected (filtering.verifiers, "
+            "filtering.reference.min_similarity, the teacher settings)"
+        )
+
+
+def _check_args(stage: str, args: dict[str, Any]) -> None:
+    import trl  # imported here: a run that does not train never pays for it
+
+    managed = sorted(MANAGED_ARGS & set(args))
+    if managed:
+        raise ConfigError(f"student.{stage}.args: {managed} are set by the pipeline, not in args (see parameters_student.yml)")
+    config_class = getattr(trl, TRAINER_CONFIGS[stage])
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"student.{stage}.args: {unknown} are not settings of trl.{config_class.__name__} (TRL {trl.__version__})")
+
+
+def _check_lora(setting: str, lora: dict[str, Any]) -> None:
+    if not lora.get("enabled"):
+        return
+    for key in ("r", "alpha"):
+        if not isinstance(lora.get(key), int) or lora[key] < 1:
+            raise ConfigError(f"{setting}.{key} must be a positive integer; got {lora.get(key)!r}")
+    targets = lora.get("target_modules")
+    if not (targets == "all-linear" or (isinstance(targets, list) and targets)):
+        raise ConfigError(f"{setting}.target_modules must be a non-empty list of module names or 'all-linear'; got {targets!r}")
+
+
+def trainer_settings(stage: str, student: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """Keyword arguments of a stage's TRL config: its ``args`` and the pipeline's own settings.
+
+    Float32 throughout: CPUs gain little from mixed precision here, and every saved model stays an
+    ordinary float32 directory. No checkpoints unless a stage asks for them (into ``output_dir``,
+    a temporary directory), no reporting integrations, one process for data loading.
+    """
+    import torch
+
+    return {
+        **(student[stage].get("args") or {}),
+        "output_dir": output_dir,
+        "report_to": [],
+        "seed": student.get("seed", 0),
+        "bf16": False,
+        "fp16": False,
+        "use_cpu": not torch.cuda.is_available(),
+        "dataloader_num_workers": 0,
+        "save_strategy": "no",
+    }
+
+
+def lora_config(setting: str, lora: dict[str, Any] | None, model: Any) -> Any:
+    """A peft ``LoraConfig`` when ``lora.enabled``, else None; target modules must exist in the model."""
+    if not lora or not lora.get("enabled"):
+        return None
+    from peft import LoraConfig
+
+    targets = lora["target_modules"]
+    if targets != "all-linear":
+        available = linear_module_names(model)
+        missing = [name for name in targets if name not in available]
+        if missing:
+            raise ConfigError(f"{setting}.target_modules: {missing} not in the model; its Linear modules are {sorted(available)} (or use 'all-linear')")
+    return LoraConfig(
+        task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora.get("dropout", 0.0), target_modules=targets
+    )
+
+
+def linear_module_names(model: Any) -> set[str]:
+    """The last name part of every Linear layer (``q_proj``, ``down_proj``, ``lm_head``...): what LoRA can target."""
+    import torch
+
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}

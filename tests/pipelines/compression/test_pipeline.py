@@ -1,0 +1,82 @@
+"""`kedro run --pipelines compression` on a tiny student, as a user runs it: three models and a log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supertiny.datasets import ModelDataset
+
+PROJECT = Path(__file__).resolve().parents[3]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+ENV = "compression_test"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_model) -> Path:
+    """The project's code and config in a fresh folder, and an environment that adds a tiny
+    student and distill_train rows (the committed demo requests with their answers) to the
+    smoke settings."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(PROJECT / "pyproject.toml", root)
+    shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    env = root / "conf" / ENV
+    shutil.copytree(PROJECT / "conf" / "smoke", env)
+    ModelDataset(filepath=str(root / "inputs" / "student")).save(tiny_model)
+    raw = PROJECT / "data" / "01_raw"
+    tools = {tool["function"]["name"]: tool for tool in json.loads((raw / "demo_tools.json").read_text())}
+    requests = [json.loads(line) for line in (raw / "demo_requests.jsonl").read_text().splitlines()[:12]]
+    rows = [dict(r, tools=[tools[name] for name in r["tools"]], calls=r["reference"] or []) for r in requests]
+    (root / "inputs" / "distill_train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (env / "catalog.yml").write_text(
+        "student_model:\n  type: supertiny.datasets.ModelDataset\n  filepath: inputs/student\n"
+        "distill_train:\n  type: supertiny.datasets.JSONLinesDataset\n  filepath: inputs/distill_train.jsonl\n"
+    )
+    return root
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_pipeline_writes_a_smaller_pruned_model_and_a_quantized_one_that_loads(project, tiny_model):
+    result = kedro(project, "run", "--env", ENV, "--pipelines", "compression")
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = project / "data" / "smoke"
+    log = json.loads((outputs / "08_reporting" / "compression_log.json").read_text())
+    assert log["pruning"]["after"]["params"] < log["pruning"]["before"]["params"]
+    assert log["pruning"]["after"]["intermediate_size"] < log["pruning"]["before"]["intermediate_size"]
+    assert log["quantization"]["recipe"]["method"] == "inc_dynamic_int8"
+    assert log["size_mb"]["quantized"] < log["size_mb"]["student"]
+    assert not (project / "nc_workspace").exists(), "INC's workspace stays out of the project"
+
+    # This process did not write the quantised model: load it as a reader would.
+    quantized = ModelDataset(filepath=str(outputs / "06_models" / "quantized_model")).load()
+    model, tokenizer = quantized.load_model(), quantized.load_tokenizer()
+    inputs = tokenizer("turn on the kitchen lights", return_tensors="pt")
+    assert model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 3
+    for name in ("pruned_model", "pruned_recovered"):
+        reloaded = ModelDataset(filepath=str(outputs / "06_models" / name)).load().load_model()
+        assert reloaded.config.intermediate_size == log["pruning"]["after"]["intermediate_size"]
+
+
+def test_a_bad_sparsity_stops_the_run_before_any_work(project):
+    (project / "conf" / ENV / "parameters_bad.yml").write_text("compression:\n  pruning:\n    mlp:\n      target_sparsity: 1.5\n")
+    try:
+        result = kedro(project, "run", "--env", ENV, "--pipelines", "compression")
+    finally:
+        (project / "conf" / ENV / "parameters_bad.yml").unlink()
+    output = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "compression.pruning.mlp.target_sparsity must be a number in (0, 1); got 1.5" in output
+    assert "Traceback" not in output, "a fixable error is one message, not a stack trace"
+    assert "Running node" not in output
