@@ -82,7 +82,7 @@ def test_a_server_failing_the_probe_stops_the_run(requests, make_config):
         ({"k_samples": 0}, r"teacher.k_samples must be an integer >= 1"),
         ({"timeout_s": 0}, r"teacher.timeout_s must be a positive number"),
         ({"prices": {"gpt": {"prompt": -1}}}, r"teacher.prices.gpt.prompt must be a number >= 0"),
-        ({"local_server": {"kv_cache_blocks": 0}}, r"teacher.local_server.kv_cache_blocks must be an integer >= 1"),
+        ({"local_server": {"kv_page_tokens": 2}}, r"teacher.local_server.kv_page_tokens must be an integer >= 4"),
     ],
 )
 def test_bad_settings_name_the_key(params, message):

@@ -42,7 +42,7 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
 
 
 def test_serves_one_request_and_stops(tiny_model_dir):
-    with LocalServer(tiny_model_dir, temperature=0.7, kv_cache_blocks=8) as server:
+    with LocalServer(tiny_model_dir, temperature=0.7, kv_cache_tokens=1024) as server:
         pid = server.process.pid
         client = openai.OpenAI(base_url=server.base_url, api_key="not-needed", max_retries=0, timeout=120)
         response = client.chat.completions.create(
@@ -65,7 +65,7 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path):
 SERVE_SCRIPT = """
 import sys, time
 from supertiny.teacher.server import LocalServer
-with LocalServer(sys.argv[1], temperature=0.7, kv_cache_blocks=8) as server:
+with LocalServer(sys.argv[1], temperature=0.7, kv_cache_tokens=1024) as server:
     print(server.process.pid, flush=True)
     time.sleep(600)
 """

@@ -21,7 +21,8 @@ class LocalServerConfig:
     model_dir: str | None  # None: the prepared base model
     startup_timeout_s: float
     continuous_batching: bool
-    kv_cache_blocks: int
+    kv_cache_tokens: int
+    kv_page_tokens: int
     extra_args: tuple[str, ...]
 
 
@@ -93,7 +94,8 @@ class TeacherConfig:
                 model_dir=local.get("model_dir") or None,
                 startup_timeout_s=_number(local, "startup_timeout_s", "local_server.", 300.0, positive=True),
                 continuous_batching=bool(local.get("continuous_batching", True)),
-                kv_cache_blocks=_integer(local, "kv_cache_blocks", 128, minimum=1, prefix="local_server."),
+                kv_cache_tokens=_integer(local, "kv_cache_tokens", 16384, minimum=1, prefix="local_server."),
+                kv_page_tokens=_integer(local, "kv_page_tokens", 32, minimum=4, prefix="local_server."),
                 extra_args=tuple(str(arg) for arg in local.get("extra_args") or ()),
             ),
         )

@@ -127,7 +127,8 @@ def label_requests(
                         temperature=config.temperature,
                         startup_timeout_s=config.local_server.startup_timeout_s,
                         continuous_batching=config.local_server.continuous_batching,
-                        kv_cache_blocks=config.local_server.kv_cache_blocks,
+                        kv_cache_tokens=config.local_server.kv_cache_tokens,
+                        kv_page_tokens=config.local_server.kv_page_tokens,
                         extra_args=config.local_server.extra_args,
                     )
                 )

@@ -1,6 +1,6 @@
 """The embedded teacher: ``transformers serve`` on 127.0.0.1, started and stopped by this run.
 
-Two quirks of ``transformers serve`` (5.23) decide how it is started:
+Quirks of ``transformers serve`` (5.23) decide how it is started:
 
 - it samples only when the model's generation config says ``do_sample: true`` (a request's
   ``temperature`` alone leaves it greedy), and
@@ -10,7 +10,9 @@ Two quirks of ``transformers serve`` (5.23) decide how it is started:
 
 So the server gets a view of the model directory (links to its files) whose generation config
 samples at the run's temperature, one server serves one temperature, and the KV cache is
-sized explicitly (``kv_cache_blocks``).
+sized explicitly. Its pages are small (32 tokens, not 256), so the k samples of a request, which
+share their whole prompt, share all but the last page of its prefill: prefill is what a CPU
+pays for, and this made a decomposed run about 1.6x faster here.
 """
 
 from __future__ import annotations
@@ -88,14 +90,16 @@ class LocalServer:
         temperature: float,
         startup_timeout_s: float = 300.0,
         continuous_batching: bool = True,
-        kv_cache_blocks: int = 128,
+        kv_cache_tokens: int = 16384,
+        kv_page_tokens: int = 32,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.model_dir = Path(model_dir).resolve()
         self.temperature = temperature
         self.startup_timeout_s = startup_timeout_s
         self.continuous_batching = continuous_batching
-        self.kv_cache_blocks = kv_cache_blocks
+        self.kv_cache_tokens = kv_cache_tokens
+        self.kv_page_tokens = kv_page_tokens
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
@@ -161,7 +165,7 @@ class LocalServer:
         command = [
             sys.executable, "-m", "transformers.cli.transformers", "serve", str(self._served_dir),
             "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu",
-            *(["--continuous-batching", "--cb-num-blocks", str(self.kv_cache_blocks)] if self.continuous_batching else []),
+            *(self._batching_args() if self.continuous_batching else []),
             *self.extra_args,
         ]  # fmt: skip
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -181,6 +185,11 @@ class LocalServer:
         if threading.current_thread() is threading.main_thread():
             # SIGTERM would end this process without running __exit__; make it unwind instead.
             self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
+
+    def _batching_args(self) -> list[str]:
+        pages = -(-self.kv_cache_tokens // self.kv_page_tokens)
+        # --cb-block-size is the page size in tokens (transformers 5.23 names it so on the CLI).
+        return ["--continuous-batching", "--cb-block-size", str(self.kv_page_tokens), "--cb-num-blocks", str(pages)]
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
