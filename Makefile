@@ -15,7 +15,11 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run smoke test clean-outputs
+# `make viz`: kedro-viz on http://$(VIZ_HOST):$(VIZ_PORT)/ (e.g. make viz VIZ_PORT=4242).
+VIZ_HOST ?= 127.0.0.1
+VIZ_PORT ?= 4141
+
+.PHONY: setup run smoke test viz viz-install viz-check clean-outputs
 
 setup: $(SETUP_STAMP)
 
@@ -35,6 +39,21 @@ smoke: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The `viz` extra (kedro-viz, playwright) is installed the first time it is needed.
+viz-install: setup
+	@$(BIN)/python -c "import kedro_viz, playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[dev,viz]"
+
+# The pipelines and their datasets, drawn by kedro-viz; no browser is opened (open the URL).
+# Offline is fine: kedro-viz's look for a newer release on PyPI fails quietly, and the page
+# falls back to local fonts.
+viz: viz-install
+	$(BIN)/kedro viz run --host $(VIZ_HOST) --port $(VIZ_PORT) --no-browser
+
+# A headless Chromium checks the kedro-viz page: scripts/check_viz.py, screenshots in
+# data/08_reporting/viz/. Needs /usr/bin/chromium (Debian: apt-get install chromium).
+viz-check: viz-install
+	$(BIN)/python scripts/check_viz.py
 
 # Everything the pipelines wrote (committed demo inputs in data/01_raw stay).
 clean-outputs:

@@ -1,16 +1,15 @@
 """Does each student stage help? Accuracy on test requests, training cost and memory, as ratios.
 
-    .venv/bin/python benchmarks/student_stages.py --n 100 --memory-steps 3
-    .venv/bin/python benchmarks/student_stages.py --n 100 --models teacher   # the teacher alone
+    .venv/bin/python benchmarks/student_stages.py --memory-steps 3
+    .venv/bin/python benchmarks/student_stages.py --n 100 --models teacher student_sft   # scored afresh
 
 Needs `kedro run` of the data, (teacher, filtering) and student pipelines first. It reads the
 catalog of the chosen environment and:
 
-1. scores base_model, student_sft, student_rl (and student_kd when it trained) on the same
-   seeded subset of N test requests, greedy, in the shared prompt format
-   (``supertiny.inference.evaluate_model``, the evaluation pipeline's function), and with
-   ``--models ... teacher`` the teacher's greedy answers (temperature 0, one sample, the
-   configured strategy; it starts the teacher) to the same requests;
+1. shows exact match and similarity of the teacher, base_model, student_sft, student_rl (and
+   student_kd) from the evaluation pipeline's ``stage_metrics``; or, with ``--models``, scores
+   the named catalog models (and/or ``teacher``) afresh on a seeded subset of N test requests,
+   by the evaluation's own functions;
 2. reads each stage's training wall time, tokens/s and peak memory from student_training_summary;
 3. with --memory-steps K: runs K SFT steps twice, each in a fresh process (so peak memory is that
    run's alone), with activation (gradient) checkpointing off and on, same data and batch.
@@ -41,21 +40,14 @@ def load_context(project: Path, env: str | None) -> Any:
     return KedroSession.create(project_path=project, env=env).load_context()
 
 
-def teacher_answers(requests: list[dict], params: dict[str, Any], context: Any) -> list[str]:
-    """The teacher's greedy answer to each request, as text the call module parses back."""
-    from supertiny.calls import format_calls
-    from supertiny.pipelines.teacher.nodes import select_seed_examples
-    from supertiny.teacher import TeacherConfig, label_requests
+def teacher_accuracy(requests: list[dict], context: Any) -> dict[str, Any]:
+    """The teacher's greedy accuracy on these requests: the evaluation pipeline's own node."""
+    from supertiny.pipelines.evaluation.nodes import evaluate_teacher
 
-    greedy = {**params["teacher"], "temperature": 0.0, "k_samples": 1}
-    seeds, _ = select_seed_examples(context.catalog.load("train_requests"), greedy)  # the teacher pipeline's few-shot pool
-    base = context.catalog.load("base_model")
-    candidates, _ = label_requests(requests, seeds, TeacherConfig.from_params(greedy), model_dir=base.path)
-    by_id = {candidate["request_id"]: candidate for candidate in candidates}
-    return [
-        format_calls(by_id[r["id"]]["calls"]) if by_id[r["id"]]["calls"] is not None else (by_id[r["id"]]["text"] or "")
-        for r in requests
-    ]
+    catalog, params = context.catalog, context.params
+    row, _, _ = evaluate_teacher(requests, catalog.load("teacher_seed_examples"), catalog.load("base_model"),
+                                 params["teacher"], params["evaluation"])
+    return row
 
 
 def probe_sft_memory(project: Path, env: str | None, steps: int, checkpointing: bool) -> dict[str, Any]:
@@ -100,8 +92,8 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=PROJECT, help="the Kedro project whose catalog is read")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--models", nargs="+", default=["base_model", "student_sft", "student_rl", "student_kd"],
-                        help="what to score: catalog models and/or 'teacher' (student_kd only when it trained)")
+    parser.add_argument("--models", nargs="+", default=[],
+                        help="score afresh: catalog models and/or 'teacher' (default: read stage_metrics)")
     parser.add_argument("--memory-steps", type=int, default=0, help="SFT steps per memory probe (0: skip)")
     parser.add_argument("--probe-checkpointing", choices=["True", "False"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -111,7 +103,7 @@ def main() -> None:
         print(json.dumps(probe_sft_memory(args.project, args.env, args.memory_steps, args.probe_checkpointing == "True")))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from supertiny.inference import evaluate_model, sample_requests, score_requests
+    from supertiny.inference import evaluate_model, sample_requests
 
     context = load_context(args.project, args.env)
     catalog, student = context.catalog, context.params["student"]
@@ -120,14 +112,21 @@ def main() -> None:
     settings = {"tools_mode": student["tools_mode"], "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
 
     accuracy: dict[str, dict[str, Any]] = {}
+    if not args.models:
+        metrics = catalog.load("stage_metrics")
+        for row in metrics.to_dict("records"):
+            if row["stage"] in ("teacher", "base", "student_sft", "student_rl", "student_kd"):
+                accuracy[row["stage"]] = row
+        requests = [None] * int(metrics["n"].max())
     for name in args.models:
         if name == "teacher":
-            _, accuracy[name] = score_requests(requests, teacher_answers(requests, context.params, context))
+            accuracy[name] = teacher_accuracy(requests, context)
         elif name != "student_kd" or summary["kd"]["status"] == "trained":
             _, accuracy[name] = evaluate_model(catalog.load(name), requests, settings)
     memory = memory_comparison(args.project, args.env, args.memory_steps) if args.memory_steps else None
 
-    print(f"\nTest requests: {len(requests)} (seed {args.seed}), tools_mode {student['tools_mode']}, greedy, stages {student['stages']}")
+    source = "scored now" if args.models else "from stage_metrics"
+    print(f"\nTest requests: {len(requests)} ({source}), tools_mode {student['tools_mode']}, greedy, stages {student['stages']}")
     reference = accuracy.get("teacher", {}).get("exact_match")
     header = f"{'model':<12} {'exact':>6} {'similarity':>10} {'valid':>6} {'no-call':>7} {'exact vs teacher':>16} {'req/s':>6}"
     print(header + "\n" + "-" * len(header))

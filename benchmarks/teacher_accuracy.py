@@ -1,14 +1,16 @@
 """How good is the embedded teacher? Labels demo requests with `transformers serve` on this machine.
 
-For each strategy: the share of N train requests with at least one of k sampled candidates that
-exactly matches the reference (what rejection sampling can keep), then the teacher's greedy
-(temperature 0, one sample) exact-match accuracy on M test requests.
+For each strategy: the share of the train requests the teacher pipeline labels
+(``teacher.max_requests``, the same seeded subset) with at least one of k sampled candidates
+that exactly matches the reference (what rejection sampling can keep), then the teacher's
+greedy (temperature 0, one sample) exact-match accuracy on the evaluation's test requests
+(``evaluation.max_requests``, the same seeded subset).
 
-    .venv/bin/python benchmarks/teacher_accuracy.py --n 60 --test-n 60
+    .venv/bin/python benchmarks/teacher_accuracy.py [--n 48] [--test-n 100]
 
 Needs `kedro run --pipelines data,student` first (the splits and the base model). Settings are
-the default env's `teacher` parameters; responses go to their own cache (--cache-dir), so a
-re-run only recomputes the table.
+the default env's `teacher` parameters, and responses go to the teacher's own cache: what the
+teacher and evaluation pipelines already asked (the configured strategy) is not asked again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "src"))
 
 from supertiny.calls import exact_match  # noqa: E402
+from supertiny.inference import sample_requests  # noqa: E402
 from supertiny.pipelines.teacher.nodes import select_seed_examples  # noqa: E402
 from supertiny.teacher import TeacherConfig, label_requests  # noqa: E402
 
@@ -38,14 +40,14 @@ def load_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def teacher_params() -> dict:
-    """The default env's `teacher` parameters, as a pipeline run sees them."""
+def project_params() -> dict:
+    """The default env's parameters, as a pipeline run sees them."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(PROJECT)
     with KedroSession.create(project_path=PROJECT) as session:
-        return dict(session.load_context().params["teacher"])
+        return dict(session.load_context().params)
 
 
 def matched(candidates: list[dict], requests: list[dict]) -> dict[str, bool]:
@@ -80,23 +82,26 @@ def run(requests: list[dict], seeds: list[dict], params: dict, label: str) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=60, help="train requests labelled per strategy")
-    parser.add_argument("--test-n", type=int, default=60, help="test requests for the greedy accuracy (0: skip)")
+    parser.add_argument("--n", type=int, default=None, help="train requests labelled per strategy (default: teacher.max_requests)")
+    parser.add_argument("--test-n", type=int, default=None, help="test requests for the greedy accuracy (default: evaluation.max_requests; 0: skip)")
     parser.add_argument("--k", type=int, default=None, help="samples per train request (default: teacher.k_samples)")
     parser.add_argument("--strategies", nargs="+", default=["prompted", "decomposed"])
-    parser.add_argument("--cache-dir", default=str(PROJECT / "data/02_intermediate/teacher_benchmark_cache"))
+    parser.add_argument("--cache-dir", default=None, help="default: teacher.cache_dir")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
-    params = {**teacher_params(), "cache_dir": args.cache_dir}
+    everything = project_params()
+    params = {**everything["teacher"], "cache_dir": args.cache_dir or everything["teacher"]["cache_dir"]}
+    n = everything["teacher"]["max_requests"] if args.n is None else args.n
+    test_n = everything["evaluation"]["max_requests"] if args.test_n is None else args.test_n
     if args.k:
         params["k_samples"] = args.k
     train = load_jsonl(PROJECT / "data/05_model_input/train_requests.jsonl")
     test = load_jsonl(PROJECT / "data/05_model_input/test_requests.jsonl")
     seeds, rest = select_seed_examples(train, params)
-    rng = random.Random(0)
-    train_sample = rng.sample([r for r in rest if r["reference"] is not None], min(args.n, len(rest)))
-    test_sample = rng.sample([r for r in test if r["reference"] is not None], min(args.test_n, len(test)))
+    # The pipelines' own subsets, so that their cached answers are reused.
+    train_sample = [r for r in sample_requests(rest, n, params.get("seed", 0)) if r["reference"] is not None]
+    test_sample = [r for r in sample_requests(test, test_n, everything["evaluation"].get("seed", 0)) if r["reference"] is not None] if test_n else []
 
     rows = []
     for strategy in args.strategies:

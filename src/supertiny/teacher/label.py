@@ -99,6 +99,44 @@ async def _label_all(
     return results
 
 
+def open_teacher_client(
+    config: TeacherConfig, model_dir: str | Path | None, stack: contextlib.ExitStack, probe_tools: tuple[str, list[dict]] | None = None
+) -> TeacherClient:
+    """A client for the configured endpoint: ``teacher.base_url``, or the embedded server, which
+    ``stack`` stops when it closes and which starts only on the first cache miss.
+
+    ``model_dir`` is the model the embedded server serves when ``teacher.local_server.model_dir``
+    is not set. A missing API key stops the run here, before anything is sent.
+    """
+    key = api_key(config)
+    if config.embedded:
+        served = Path(config.local_server.model_dir or model_dir or "")
+        if not (served / "config.json").exists():
+            raise ConfigError(f"teacher.local_server.model_dir: {served} is not a model directory (no config.json)")
+        endpoint_label, model_label = EMBEDDED_ENDPOINT, f"{served.name}@{model_fingerprint(served)[:16]}"
+
+        def connect() -> Endpoint:
+            server = stack.enter_context(
+                LocalServer(
+                    served,
+                    temperature=config.temperature,
+                    startup_timeout_s=config.local_server.startup_timeout_s,
+                    continuous_batching=config.local_server.continuous_batching,
+                    kv_cache_tokens=config.local_server.kv_cache_tokens,
+                    kv_page_tokens=config.local_server.kv_page_tokens,
+                    extra_args=config.local_server.extra_args,
+                )
+            )
+            return Endpoint(server.base_url, server.model_id, key)
+    else:
+        endpoint_label, model_label = config.base_url, config.model
+
+        def connect() -> Endpoint:
+            return Endpoint(config.base_url, config.model, key)
+
+    return TeacherClient(config, ResponseCache(config.cache_dir), endpoint_label, model_label, connect, probe_tools)
+
+
 def label_requests(
     requests: list[dict], seed_examples: list[dict], config: TeacherConfig, model_dir: str | Path | None = None
 ) -> tuple[list[dict], dict[str, Any]]:
@@ -108,50 +146,33 @@ def label_requests(
     is not set. Responses are cached under ``teacher.cache_dir`` as they arrive, so a killed
     run resumes where it stopped.
     """
-    key = api_key(config)  # a missing key stops the run here, before anything is sent
     if config.temperature == 0 and config.k_samples > 1:
         log.warning("teacher.temperature is 0: the %d samples of a request will mostly be the same answer", config.k_samples)
     prompting = Prompting(FewShotIndex(seed_examples), config.few_shot, config.max_tokens, config.max_tokens_select)
     jobs = [(request, sample) for request in requests for sample in range(config.k_samples)]
+    probe_tools = (requests[0]["id"], requests[0]["tools"]) if config.strategy == "native" and requests else None
     with contextlib.ExitStack() as stack:
-        if config.embedded:
-            served = Path(config.local_server.model_dir or model_dir or "")
-            if not (served / "config.json").exists():
-                raise ConfigError(f"teacher.local_server.model_dir: {served} is not a model directory (no config.json)")
-            endpoint_label, model_label = EMBEDDED_ENDPOINT, f"{served.name}@{model_fingerprint(served)[:16]}"
-
-            def connect() -> Endpoint:
-                server = stack.enter_context(
-                    LocalServer(
-                        served,
-                        temperature=config.temperature,
-                        startup_timeout_s=config.local_server.startup_timeout_s,
-                        continuous_batching=config.local_server.continuous_batching,
-                        kv_cache_tokens=config.local_server.kv_cache_tokens,
-                        kv_page_tokens=config.local_server.kv_page_tokens,
-                        extra_args=config.local_server.extra_args,
-                    )
-                )
-                return Endpoint(server.base_url, server.model_id, key)
-        else:
-            endpoint_label, model_label = config.base_url, config.model
-
-            def connect() -> Endpoint:
-                return Endpoint(config.base_url, config.model, key)
-
-        probe_tools = None
-        if config.strategy == "native" and requests:
-            probe_tools = (requests[0]["id"], requests[0]["tools"])
-        client = TeacherClient(config, ResponseCache(config.cache_dir), endpoint_label, model_label, connect, probe_tools)
+        client = open_teacher_client(config, model_dir, stack, probe_tools)
         log.info(
             "Teacher: %d requests x %d samples, strategy %s, model %s at %s",
-            len(requests), config.k_samples, config.strategy, model_label, config.base_url or "the embedded server",
+            len(requests), config.k_samples, config.strategy, client.model_label, config.base_url or "the embedded server",
         )  # fmt: skip
         started = time.perf_counter()
         with tqdm(total=len(jobs), desc="teacher", unit="sample", mininterval=1.0) as progress:
             candidates = asyncio.run(_label_all(jobs, client, config, prompting, progress))
     wall_s = time.perf_counter() - started
-    usage = _usage_record(config, client, endpoint_label, model_label, requests, candidates, wall_s)
+    answered = sum(1 for c in candidates if c["error_kind"] is None)
+    usage = {
+        "strategy": config.strategy,
+        **usage_record(config, client, wall_s),
+        "requests_labelled": len(requests),
+        "k_samples": config.k_samples,
+        "candidates": len(candidates),
+        "candidates_answered": answered,
+        "candidates_parsed": sum(1 for c in candidates if c["calls"] is not None),
+        "candidates_failed": len(candidates) - answered,
+        "candidates_per_s": round(len(candidates) / wall_s, 3) if wall_s > 0 else 0.0,
+    }
     log.info(
         "Teacher done in %.1f s: %d requests sent (+%d probe), %d cache hits, %d retries, errors %s, "
         "tokens %d prompt + %d completion, %.2f requests/s, cost %s",
@@ -162,30 +183,15 @@ def label_requests(
     return candidates, usage
 
 
-def _usage_record(
-    config: TeacherConfig,
-    client: TeacherClient,
-    endpoint_label: str,
-    model_label: str,
-    requests: list[dict],
-    candidates: list[dict],
-    wall_s: float,
-) -> dict[str, Any]:
+def usage_record(config: TeacherConfig, client: TeacherClient, wall_s: float) -> dict[str, Any]:
+    """What the client's requests cost: the teacher's accounting, for labelling and judging alike."""
     usage = client.usage
-    price = _price(config, config.model or model_label)
+    price = _price(config, config.model or client.model_label)
     if price is None:
         log.warning("No price for model %r in teacher.prices: cost is reported as null", config.model)
-    answered = sum(1 for c in candidates if c["error_kind"] is None)
     return {
-        "strategy": config.strategy,
-        "endpoint": endpoint_label,
-        "model": model_label,
-        "requests_labelled": len(requests),
-        "k_samples": config.k_samples,
-        "candidates": len(candidates),
-        "candidates_answered": answered,
-        "candidates_parsed": sum(1 for c in candidates if c["calls"] is not None),
-        "candidates_failed": len(candidates) - answered,
+        "endpoint": client.endpoint_label,
+        "model": client.model_label,
         "requests_sent": usage.sent,
         "probe_requests": usage.probes,
         "cache_hits": usage.cache_hits,
@@ -198,7 +204,6 @@ def _usage_record(
         "cached_completion_tokens": usage.cached_completion_tokens,
         "wall_s": round(wall_s, 2),
         "requests_per_s": round(usage.sent / wall_s, 3) if wall_s > 0 else 0.0,
-        "candidates_per_s": round(len(candidates) / wall_s, 3) if wall_s > 0 else 0.0,
         "price_usd_per_1m_tokens": price,
         "cost_usd": _cost(price, usage.prompt_tokens, usage.completion_tokens),
         "cost_usd_with_cache": _cost(

@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from supertiny.datasets import ModelDataset
 
-PROJECT = Path(__file__).resolve().parents[3]
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 ENV = "compression_test"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_model) -> Path:
+def project(project_copy, tiny_model) -> Path:
     """The project's code and config in a fresh folder, and an environment that adds a tiny
     student and distill_train rows (the committed demo requests with their answers) to the
     smoke settings."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT / "pyproject.toml", root)
-    shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
+    root = project_copy
     env = root / "conf" / ENV
-    shutil.copytree(PROJECT / "conf" / "smoke", env)
+    shutil.copytree(root / "conf" / "smoke", env)
     ModelDataset(filepath=str(root / "inputs" / "student")).save(tiny_model)
-    raw = PROJECT / "data" / "01_raw"
+    raw = root / "data" / "01_raw"
     tools = {tool["function"]["name"]: tool for tool in json.loads((raw / "demo_tools.json").read_text())}
     requests = [json.loads(line) for line in (raw / "demo_requests.jsonl").read_text().splitlines()[:12]]
     rows = [dict(r, tools=[tools[name] for name in r["tools"]], calls=r["reference"] or []) for r in requests]
@@ -43,12 +34,7 @@ def project(tmp_path_factory, tiny_model) -> Path:
     return root
 
 
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
-
-
-def test_the_pipeline_writes_a_smaller_pruned_model_and_a_quantized_one_that_loads(project, tiny_model):
+def test_the_pipeline_writes_a_smaller_pruned_model_and_a_quantized_one_that_loads(kedro, project, tiny_model):
     result = kedro(project, "run", "--env", ENV, "--pipelines", "compression")
     assert result.returncode == 0, result.stderr[-4000:]
     outputs = project / "data" / "smoke"
@@ -69,7 +55,7 @@ def test_the_pipeline_writes_a_smaller_pruned_model_and_a_quantized_one_that_loa
         assert reloaded.config.intermediate_size == log["pruning"]["after"]["intermediate_size"]
 
 
-def test_a_bad_sparsity_stops_the_run_before_any_work(project):
+def test_a_bad_sparsity_stops_the_run_before_any_work(kedro, project):
     (project / "conf" / ENV / "parameters_bad.yml").write_text("compression:\n  pruning:\n    mlp:\n      target_sparsity: 1.5\n")
     try:
         result = kedro(project, "run", "--env", ENV, "--pipelines", "compression")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from supertiny.datasets import ModelDataset
@@ -13,6 +15,7 @@ from supertiny.pipelines.evaluation.nodes import (
     collect_predictions,
     collect_stage_metrics,
     evaluate_local_model,
+    evaluate_teacher,
     per_function_accuracy,
     per_function_table,
     plot_accuracy_per_function,
@@ -21,6 +24,10 @@ from supertiny.pipelines.evaluation.nodes import (
     record_run,
     write_report,
 )
+
+_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
+fake_openai = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fake_openai)
 
 PARAMS = {"max_requests": None, "seed": 0, "max_new_tokens": 6, "batch_size": 2, "threads": 1,
           "latency": {"prompts": 2, "new_tokens": 3, "warmup": 1}, "price_per_hour_usd": 0.36}
@@ -63,13 +70,15 @@ def _row(stage, exact, p50, size):
 
 
 def test_table_plots_report_and_record_come_from_the_rows(tmp_path):
-    rows = [_row("base", 0.1, 900.0, 500.0), _row("student_sft", 0.8, 800.0, 500.0), _row("quantized", 0.75, 300.0, 120.0)]
+    teacher = {**_row("teacher", 0.6, 2000.0, None), "params": None}  # behind an endpoint: no size
+    rows = [teacher, _row("base", 0.1, 900.0, 500.0), _row("student_sft", 0.8, 800.0, 500.0), _row("quantized", 0.75, 300.0, 120.0)]
     table = collect_stage_metrics(*rows)
-    assert list(table.columns) == METRIC_COLUMNS and list(table.stage) == ["base", "student_sft", "quantized"]
+    assert list(table.columns) == METRIC_COLUMNS and list(table.stage) == ["teacher", "base", "student_sft", "quantized"]
     functions = per_function_table(*rows)
     assert functions.loc["set_lights", "student_sft"] == 0.8
     figures = [plot_accuracy_vs_latency(table), plot_size_per_stage(table), plot_accuracy_per_function(functions)]
-    assert list(figures[0].data[0].text) == ["base", "student_sft", "quantized"]
+    assert list(figures[0].data[0].text) == ["teacher", "base", "student_sft", "quantized"]
+    assert list(figures[0].data[0].marker.size) == [500.0, 500.0, 500.0, 120.0]  # unknown size: the largest marker
     record = record_run({"evaluation": PARAMS}, table)
     json.dumps(record)  # the record is plain JSON
     assert record["versions"]["torch"] and record["parameters"]["evaluation"]["seed"] == 0
@@ -87,3 +96,42 @@ def test_table_plots_report_and_record_come_from_the_rows(tmp_path):
 
 def test_predictions_of_all_stages_are_concatenated():
     assert collect_predictions([{"stage": "a"}], [{"stage": "b"}, {"stage": "b"}]) == [{"stage": "a"}, {"stage": "b"}, {"stage": "b"}]
+
+
+def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(requests, tmp_path):
+    answers = {"request 0": LIGHTS_ON, "request 1": [], "request 2": [{"name": "set_lights", "arguments": {"room": "hall", "on": True}}]}
+    seen_temperatures, answer_tokens = [], []
+
+    def reply(body):
+        user = body["messages"][-1]["content"]
+        if user == fake_openai.PROBE_TEXT:
+            return {"role": "assistant", "content": "OK"}
+        seen_temperatures.append(body["temperature"])
+        content = json.dumps(next(calls for text, calls in answers.items() if text in user))
+        answer_tokens.append((sum(len(m["content"] or "") for m in body["messages"]) // 4, max(len(content) // 4, 1)))
+        return {"role": "assistant", "content": content}
+
+    teacher = {"base_url": None, "model": "teacher", "api_key_env": None, "strategy": "prompted", "k_samples": 4,
+               "temperature": 0.9, "max_tokens": 64, "concurrency": 2, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
+               "cache_dir": str(tmp_path / "cache"), "prices": {"teacher": {"prompt": 1.0, "completion": 2.0}}}
+    with fake_openai.FakeOpenAI(reply=reply) as server:
+        teacher["base_url"] = server.base_url
+        row, predictions, usage = evaluate_teacher(requests, [], SimpleNamespace(path=tmp_path), teacher, PARAMS)
+        sent_first = len(server.chat_requests)
+        again, _, usage_again = evaluate_teacher(requests, [], SimpleNamespace(path=tmp_path), teacher, PARAMS)
+        sent_again = len(server.chat_requests) - sent_first
+
+    # One greedy answer a request, whatever k and temperature the labelling uses, and the first
+    # latency.prompts (2) requests once more, one at a time, for the batch-1 latency.
+    assert set(seen_temperatures) == {0.0} and sent_first == len(requests) + 2
+    assert row["stage"] == "teacher" and row["n"] == 3
+    assert row["exact_match"] == pytest.approx(2 / 3, abs=1e-4) and row["no_call_accuracy"] == 1.0
+    assert [p["exact"] for p in predictions] == [True, True, False]
+    # The answers' tokens (as the fake server counts them; the latency requests come after), priced.
+    expected_cost = sum(prompt + 2.0 * completion for prompt, completion in answer_tokens[:3]) / 1e6
+    assert row["cost_per_1k_requests"] == pytest.approx(1000 * expected_cost / 3, rel=1e-3)
+    assert row["p50_ms"] is not None and row["p50_ms"] <= row["p95_ms"]
+    # The re-run's answers come from the cache, with the same scores and cost; only the latency is measured afresh.
+    assert sent_again == 2 and usage_again["cache_hits"] == 3
+    assert again["exact_match"] == row["exact_match"] and again["cost_per_1k_requests"] == row["cost_per_1k_requests"]
+    assert again["requests_per_s"] is None

@@ -190,3 +190,28 @@ def test_report_plot_has_a_bar_per_verifier_and_function(request_of):
     figure = plot_filter_report(report)
     names = {name for trace in figure.data for name in trace.x}
     assert {"format", "schema", "reference", "consistency", "set_lights"} <= names
+
+
+def test_fill_from_references_keeps_the_reference_of_labelled_requests_the_teacher_missed(request_of):
+    answered, missed, unlabelled = request_of("a"), request_of("b", reference=BEDROOM_ON), request_of("c", reference=None)
+    requests = [answered, missed, unlabelled]
+    candidates = [candidate("a", 0, KITCHEN_ON), candidate("b", 0, KITCHEN_ON), candidate("c", 0, None, text="no idea")]
+
+    examples, _, _, summary = filter_candidates(candidates, requests, [], PARAMS)
+    assert [e["id"] for e in examples] == ["a"] and summary["examples_from_references"] == 0
+
+    examples, rejections, _, summary = filter_candidates(candidates, requests, [], {**PARAMS, "fill_from_references": True})
+    by_id = {e["id"]: e for e in examples}
+    assert sorted(by_id) == ["a", "b"]  # the unlabelled request has nothing to fall back on
+    assert by_id["b"]["calls"] == BEDROOM_ON and by_id["b"]["verifiers_passed"] == ["reference_label"]
+    assert by_id["a"]["verifiers_passed"] == ["format", "schema", "reference"]
+    assert summary["examples_from_references"] == 1
+    # The teacher's wrong answer is still reported as rejected.
+    assert any(r["request_id"] == "b" and r["step"] == "reference" for r in rejections)
+
+
+def test_a_verifier_that_applies_to_nothing_has_a_null_rate_in_the_json_summary(request_of):
+    candidates = [candidate("a", 0, KITCHEN_ON)]
+    _, _, _, summary = filter_candidates(candidates, [request_of("a")], [], PARAMS)
+    assert summary["by_verifier"]["consistency"] is None  # every request is labelled
+    assert "NaN" not in json.dumps(summary)

@@ -7,28 +7,17 @@ distill_train and distill_val, as the filtering pipeline would with a working te
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[3]
-KEDRO = str(Path(sys.executable).with_name("kedro"))
-
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copy(PROJECT / "pyproject.toml", root)
-    shutil.copytree(PROJECT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    return root
+def project(project_copy) -> Path:
+    return project_copy
 
 
 def write_examples(project: Path, tools: list[dict], count: int) -> None:
@@ -49,16 +38,9 @@ def write_examples(project: Path, tools: list[dict], count: int) -> None:
     (folder / "distill_val.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
 
 
-def kedro_run(project: Path, env_name: str = "smoke") -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [KEDRO, "run", "--env", env_name, "--pipelines", "student"], cwd=project, env=env, capture_output=True, text=True, timeout=900
-    )
-
-
-def test_smoke_student_runs_every_stage(project, tool_catalog):
+def test_smoke_student_runs_every_stage(kedro, project, tool_catalog):
     write_examples(project, tool_catalog, 4)
-    result = kedro_run(project)
+    result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
     assert result.returncode == 0, result.stderr[-4000:]
     outputs = project / "data" / "smoke"
     for name in ("base_model", "student_sft", "student_rl", "student_kd", "student_model"):
@@ -70,23 +52,23 @@ def test_smoke_student_runs_every_stage(project, tool_catalog):
     assert {stage: entry["status"] for stage, entry in summary.items()} == {"sft": "trained", "rl": "trained", "kd": "trained"}
 
 
-def test_an_empty_distill_train_stops_the_run_with_one_message(project, tool_catalog):
+def test_an_empty_distill_train_stops_the_run_with_one_message(kedro, project, tool_catalog):
     write_examples(project, tool_catalog, 0)
-    result = kedro_run(project)
+    result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
     output = result.stderr + result.stdout
     assert result.returncode != 0
     assert "distill_train is empty: filtering kept no examples" in output
     assert "Traceback" not in output
 
 
-def test_a_bad_setting_stops_the_run_with_one_message(project, tool_catalog):
+def test_a_bad_setting_stops_the_run_with_one_message(kedro, project, tool_catalog):
     write_examples(project, tool_catalog, 4)
     broken = project / "conf" / "smoke_broken"
     shutil.copytree(project / "conf" / "smoke", broken, dirs_exist_ok=True)
     params = yaml.safe_load((broken / "parameters_student.yml").read_text())
     params["student"]["stages"] = ["sft", "dpo"]
     (broken / "parameters_student.yml").write_text(yaml.safe_dump(params))
-    result = kedro_run(project, "smoke_broken")
+    result = kedro(project, "run", "--env", "smoke_broken", "--pipelines", "student")
     output = result.stderr + result.stdout
     assert result.returncode != 0
     assert "student.stages: unknown stage(s) ['dpo']" in output

@@ -4,13 +4,14 @@ Local models: the shared prompt format, batched greedy answers to the same seede
 test requests scored by the call module (``supertiny.inference``), batch-1 latency from the
 one harness (``supertiny.latency``), parameters and size on disk, and cost as machine time
 times a price per hour. The teacher: the teacher pipeline's own endpoint and strategy, one
-greedy answer per request through its cache and accounting; its latency is what the endpoint
-took and its cost is tokens times the price table.
+greedy answer per request through its cache and accounting; its latency is batch-1 requests to
+its endpoint and its cost is tokens times the price table.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import defaultdict
 from statistics import fmean
@@ -21,10 +22,12 @@ import pandas as pd
 import torch
 from markdown_it import MarkdownIt
 
+from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.inference import generate_answers, sample_requests, score_requests
 from supertiny.latency import measure_latency
 from supertiny.prompt import prompt_text
+from supertiny.teacher import TeacherConfig, label_requests
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +96,80 @@ def evaluate_local_model(
     return row, [{"stage": stage, **prediction} for prediction in predictions]
 
 
+def evaluate_teacher(
+    requests: list[dict],
+    teacher_seed_examples: list[dict],
+    base_model: ModelDirectory,
+    teacher: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict], dict[str, Any]]:
+    """The teacher's row: its endpoint and strategy, one greedy answer per request.
+
+    It goes through the teacher's own client, cache and accounting (``label_requests``), so a
+    re-run scores from the cache and the usage record says what the answers cost. Latency is
+    batch-1, like the local models': the first ``latency.prompts`` requests sent again one at a
+    time (the only requests a re-run sends). Cost per 1,000 requests is tokens times the price
+    table (0 for a model served on this machine).
+    """
+    greedy = {**teacher, "k_samples": 1, "temperature": 0.0}
+    config = TeacherConfig.from_params(greedy)
+    log.info("Evaluating the teacher (%s strategy) on %d test requests", config.strategy, len(requests))
+    candidates, usage = label_requests(requests, teacher_seed_examples, config, model_dir=base_model.path)
+    # The teacher's answer is its parsed calls (a decomposed answer is several completions);
+    # an answer that did not parse is scored from its text, which fails the same way.
+    texts = [format_calls(c["calls"]) if c["calls"] is not None else (c["text"] or "") for c in candidates]
+    predictions, metrics = score_requests(requests, texts)
+    prompt_tokens = sum(c["prompt_tokens"] for c in candidates)
+    completion_tokens = sum(c["completion_tokens"] for c in candidates)
+    # Priced from the answers' own tokens, cached or not (the run's total also holds its probe).
+    price = usage["price_usd_per_1m_tokens"]
+    cost = (prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6 if price else None
+    latency = _teacher_latency(requests[: params["latency"]["prompts"]], teacher_seed_examples, greedy, base_model)
+    row = {
+        "stage": "teacher",
+        "model_path": f"{usage['model']} @ {usage['endpoint']}",
+        "params": None,
+        "size_mb": None,
+        **{key: metrics[key] for key in ("exact_match", "similarity", "valid_rate", "no_call_accuracy", "n")},
+        **latency,
+        # Requests/s at the teacher's concurrency, of this run's own requests (a fully cached run sent nothing to time).
+        "requests_per_s": round(usage["requests_sent"] / usage["wall_s"], 3) if usage["requests_sent"] and usage["wall_s"] else None,
+        "cost_per_1k_requests": round(1000 * cost / len(requests), 5) if cost is not None and requests else None,
+        "per_function": per_function_accuracy(requests, predictions),
+    }
+    log.info("teacher: exact match %.3f, similarity %.3f, p50 %s ms", row["exact_match"] or 0, row["similarity"] or 0, row["p50_ms"])
+    return row, [{"stage": "teacher", **prediction} for prediction in predictions], usage
+
+
+def _teacher_latency(requests: list[dict], seed_examples: list[dict], greedy: dict[str, Any], base_model: ModelDirectory) -> dict:
+    """The teacher's batch-1 latency, as the local models': these requests one at a time
+    (concurrency 1) and sent afresh (an empty cache), so the time is the endpoint's and not a
+    queue's or the cache's. An answer's latency is all its completions' (decomposed: several)."""
+    if not requests:
+        return {"p50_ms": None, "p95_ms": None, "tokens_per_s": None}
+    with tempfile.TemporaryDirectory(prefix="supertiny-latency-") as fresh_cache:
+        config = TeacherConfig.from_params({**greedy, "concurrency": 1, "cache_dir": fresh_cache})
+        answers, _ = label_requests(requests, seed_examples, config, model_dir=base_model.path)
+    timed = [a for a in answers if a["error_kind"] is None]
+    if not timed:
+        return {"p50_ms": None, "p95_ms": None, "tokens_per_s": None}
+    latencies = [a["latency_ms"] for a in timed]
+    return {
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 1),
+        "tokens_per_s": round(sum(a["completion_tokens"] for a in timed) / (sum(latencies) / 1000), 2),
+    }
+
+
 def evaluate_quantized_model(
-    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], method: str
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], method: str, source_row: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict]]:
-    """The quantised model, its stage named after its method (``quantized_<method>``)."""
-    return evaluate_local_model(model_dir, requests, tools_mode, params, stage=f"quantized_{method}")
+    """The quantised model, its stage named after its method (``quantized_<method>``).
+
+    Its parameters are those of the model it quantised (``source_row``): quantisation changes
+    how they are stored, not how many there are, and packed weights are not torch parameters."""
+    row, predictions = evaluate_local_model(model_dir, requests, tools_mode, params, stage=f"quantized_{method}")
+    return {**row, "params": source_row["params"]}, predictions
 
 
 def collect_stage_metrics(*rows: dict[str, Any]) -> pd.DataFrame:
@@ -119,9 +191,11 @@ def plot_accuracy_vs_latency(stage_metrics: pd.DataFrame) -> Any:
     """Where each stage sits: exact match against batch-1 latency (lower right is worse)."""
     import plotly.express as px
 
+    # A stage whose size is unknown (the teacher behind an endpoint) gets the largest marker.
+    shown = stage_metrics.assign(marker=stage_metrics["size_mb"].astype(float).fillna(stage_metrics["size_mb"].max() or 1.0))
     figure = px.scatter(
-        stage_metrics, x="p50_ms", y="exact_match", text="stage", size="size_mb", size_max=40, log_x=True,
-        hover_data=["similarity", "params", "cost_per_1k_requests"],
+        shown, x="p50_ms", y="exact_match", text="stage", size="marker", size_max=40, log_x=True,
+        hover_data=["similarity", "size_mb", "params", "cost_per_1k_requests"],
         labels={"p50_ms": "batch-1 latency p50 (ms, log)", "exact_match": "exact match on test"},
         title="Accuracy against latency, per stage",
     )
@@ -188,7 +262,7 @@ def write_report(
         "# supertiny report",
         f"Run {run_record['run_id']} at git commit {run_record['git_commit']}.",
         "## Stages\n\nExact match, similarity and no-call accuracy on the same seeded test requests; latency "
-        "is batch-1 greedy generation on this machine (the teacher's is what its endpoint took).\n\n" + table,
+        "is batch-1 greedy generation on this machine (the teacher's: batch-1 requests to its endpoint).\n\n" + table,
         "## Exact match per function\n\n" + _markdown_table(function_accuracy.reset_index(names="function")),
         "## Data\n\n" + _markdown_table(pd.DataFrame([
             {"requests": data_report["requests"], "rejected": data_report["rejected"], "train": data_report["splits"]["train"],

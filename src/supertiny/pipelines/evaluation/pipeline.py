@@ -12,6 +12,7 @@ from supertiny.pipelines.evaluation.nodes import (
     collect_stage_metrics,
     evaluate_local_model,
     evaluate_quantized_model,
+    evaluate_teacher,
     evaluation_requests,
     per_function_table,
     plot_accuracy_per_function,
@@ -42,16 +43,22 @@ def _stage_node(stage: str, model: str):
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    stages = [*LOCAL_STAGES, "quantized"]
+    stages = ["teacher", *LOCAL_STAGES, "quantized"]
     rows = [f"{stage}_eval_row" for stage in stages]
     return pipeline(
         [
             node(evaluation_requests, ["test_requests", "params:evaluation"], "evaluation_requests", name="choose_evaluation_requests"),
+            node(
+                evaluate_teacher,
+                ["evaluation_requests", "teacher_seed_examples", "base_model", "params:teacher", "params:evaluation"],
+                ["teacher_eval_row", "teacher_predictions", "teacher_eval_usage"],
+                name="evaluate_teacher",
+            ),
             *[_stage_node(stage, model) for stage, model in LOCAL_STAGES.items()],
             node(
                 evaluate_quantized_model,
                 ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation",
-                 "params:compression.quantization.method"],
+                 "params:compression.quantization.method", "pruned_recovered_eval_row"],
                 ["quantized_eval_row", "quantized_predictions"],
                 name="evaluate_quantized",
             ),

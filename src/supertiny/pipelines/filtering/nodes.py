@@ -38,6 +38,12 @@ def check_params(params: dict[str, Any]) -> None:
         raise ConfigError(f"filtering.reference.min_similarity must be in (0, 1] or null; got {min_similarity}")
     if not 0 < params["consistency"]["min_share"] <= 1:
         raise ConfigError(f"filtering.consistency.min_share must be in (0, 1]; got {params['consistency']['min_share']}")
+    judge = params.get("judge") or {}
+    if "judge" in params["verifiers"]:
+        if not isinstance(judge.get("max_tokens", 64), int) or judge.get("max_tokens", 64) < 1:
+            raise ConfigError(f"filtering.judge.max_tokens must be a positive integer; got {judge.get('max_tokens')!r}")
+        if not isinstance(judge.get("teacher") or {}, dict):
+            raise ConfigError(f"filtering.judge.teacher must be a mapping of teacher settings; got {judge.get('teacher')!r}")
     cap = params.get("max_per_function")
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"filtering.max_per_function must be a positive integer or null; got {cap!r}")
@@ -106,16 +112,31 @@ def _user_text(request: dict) -> str:
 
 
 def filter_candidates(
-    candidates: list[dict], requests: list[dict], test_requests: list[dict], params: dict[str, Any]
+    candidates: list[dict],
+    requests: list[dict],
+    test_requests: list[dict],
+    params: dict[str, Any],
+    teacher: dict[str, Any] | None = None,
 ) -> tuple[list[dict], list[dict], pd.DataFrame, dict[str, Any]]:
-    """Rejection sampling: (kept examples, rejections, report table, summary)."""
+    """Rejection sampling: (kept examples, rejections, report table, summary).
+
+    ``teacher`` (the teacher's settings) is what the judge verifier talks through."""
     check_params(params)
     items = _items(candidates, requests, test_requests, "filtering")
     rejections: list[dict] = []
     table: list[dict] = []
+    verifier_reports: dict[str, Any] = {}
     alive = items
     for name in params["verifiers"]:
-        verdicts = VERIFIERS[name](alive, params.get(name) or {})
+        settings = dict(params.get(name) or {})
+        if name == "judge":
+            if teacher is None:
+                raise ConfigError("filtering.verifiers: the judge needs the teacher's settings (params:teacher)")
+            settings["teacher_params"] = teacher
+        result = VERIFIERS[name](alive, settings)
+        verdicts, report = result if isinstance(result, tuple) else (result, None)
+        if report is not None:
+            verifier_reports[name] = report
         passed = [item for item, verdict in zip(alive, verdicts) if verdict.passed is not False]
         for item, verdict in zip(alive, verdicts):
             if verdict.passed is False:
@@ -168,9 +189,20 @@ def filter_candidates(
                     rejections.append(_rejection(item, "cap", f"over max_per_function={cap} for {'+'.join(group)}"))
 
     examples = [
-        {**item.request, "calls": item.calls, "sample": item.candidate.get("sample"), "verifiers_passed": item.passed}
+        {**item.request, "calls": item.calls, "sample": item.candidate.get("sample"), "verifiers_passed": item.passed,
+         **({"judge": item.judgement} if item.judgement else {})}
         for item in sorted(kept, key=lambda item: (item.request["id"], item.candidate.get("sample", 0)))
     ]
+    from_references = []
+    if params.get("fill_from_references"):
+        # A labelled request the teacher never got right still teaches its (human) reference.
+        covered = {example["id"] for example in examples}
+        labelled = {item.request["id"]: item.request for item in items if item.request.get("reference") is not None}
+        from_references = [
+            {**request, "calls": request["reference"], "sample": None, "verifiers_passed": ["reference_label"]}
+            for request_id, request in sorted(labelled.items()) if request_id not in covered
+        ]
+        examples = sorted(examples + from_references, key=lambda example: example["id"])
     report = pd.DataFrame(table)
     report["rate"] = (report["accepted"] / report["candidates"].where(report["candidates"] > 0)).round(4)
     request_ids = {item.request["id"] for item in items}
@@ -183,13 +215,19 @@ def filter_candidates(
         "requests_with_accepted_answer": len(accepted_requests),
         "requests_without_accepted_answer": len(request_ids - accepted_requests),
         "examples_kept": len(examples),
+        "examples_from_references": len(from_references),
         "rejections_by_step": dict(Counter(r["step"] for r in rejections)),
-        "by_verifier": {row["name"]: row["rate"] for row in report[report.group == "verifier"].to_dict("records")},
+        # null (not NaN, which is not JSON) for a verifier that applied to no candidate
+        "by_verifier": {row["name"]: None if pd.isna(row["rate"]) else row["rate"]
+                        for row in report[report.group == "verifier"].to_dict("records")},
         "consistency_alone_on_labelled": _consistency_precision(items, params["consistency"]["min_share"]),
+        **({"verifier_reports": verifier_reports} if verifier_reports else {}),
     }
     log.info(
-        "Filtering: %d of %d candidates accepted (%.1f%%); %d examples kept; %d requests without an accepted answer",
-        len(accepted), len(items), 100 * summary["acceptance_rate"], len(examples), summary["requests_without_accepted_answer"],
+        "Filtering: %d of %d candidates accepted (%.1f%%); %d examples kept (%d of them references); "
+        "%d requests without an accepted answer",
+        len(accepted), len(items), 100 * summary["acceptance_rate"], len(examples), len(from_references),
+        summary["requests_without_accepted_answer"],
     )
     return examples, rejections, report, summary
 

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 filter_candidates,
-                ["teacher_candidates", "teacher_requests", "test_requests", "params:filtering"],
+                ["teacher_candidates", "teacher_requests", "test_requests", "params:filtering", "params:teacher"],
                 ["distill_train", "filter_rejections", "filter_report", "filter_summary"],
                 name="filter_train_candidates",
             ),
@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             # The same filter on the teacher's validation labels: early stopping on teacher-quality data.
             node(
                 filter_candidates,
-                ["val_teacher_candidates", "val_requests", "test_requests", "params:filtering"],
+                ["val_teacher_candidates", "val_requests", "test_requests", "params:filtering", "params:teacher"],
                 ["distill_val", "val_filter_rejections", "val_filter_report", "val_filter_summary"],
                 name="filter_val_candidates",
             ),

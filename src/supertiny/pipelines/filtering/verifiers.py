@@ -25,6 +25,7 @@ class Item:
     samples: int  # how many candidates the request has in all (its k)
     calls: list[dict] | None = None
     passed: list[str] = field(default_factory=list)  # verifiers that accepted it
+    judgement: dict[str, str] | None = None  # the judge's verdict and reason, when it was asked
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class Verdict:
     reason: str = ""
 
 
-Verifier = Callable[[list[Item], dict[str, Any]], list[Verdict]]
+# A verifier returns a verdict per item, or (verdicts, a report for filter_summary) when it has
+# more to say, as the judge does about what it cost.
+Verifier = Callable[[list[Item], dict[str, Any]], "list[Verdict] | tuple[list[Verdict], dict[str, Any]]"]
 NOT_APPLICABLE = Verdict(None, "not applicable")
 
 
@@ -117,9 +120,46 @@ def verify_consistency(items: list[Item], settings: dict[str, Any]) -> list[Verd
     return verdicts
 
 
+def verify_judge(items: list[Item], settings: dict[str, Any]) -> tuple[list[Verdict], dict[str, Any]]:
+    """An LLM asked whether the calls fulfil the request (``supertiny.teacher.judge``): the
+    teacher's endpoint, client, cache and accounting, with ``settings["teacher"]`` overriding
+    teacher settings. On labelled requests its verdicts are also compared with the reference."""
+    from supertiny.teacher import TeacherConfig
+    from supertiny.teacher.judge import judge_calls
+
+    config = TeacherConfig.from_params(
+        {**settings["teacher_params"], "k_samples": 1, "temperature": 0.0, "max_tokens": settings.get("max_tokens", 64),
+         **(settings.get("teacher") or {})}
+    )
+    only_unlabelled = bool(settings.get("only_unlabelled"))
+    asked = [p for p, item in enumerate(items) if not (only_unlabelled and item.request.get("reference") is not None)]
+    judgements, usage = judge_calls([(items[p].request, items[p].calls) for p in asked], config, settings.get("model_dir"))
+    verdicts: list[Verdict] = [NOT_APPLICABLE] * len(items)
+    agreement = Counter()
+    for position, judgement in zip(asked, judgements):
+        item = items[position]
+        item.judgement = {"verdict": judgement.verdict, "reason": judgement.reason}
+        verdicts[position] = Verdict(judgement.accepted, f"judge: {judgement.reason}" if judgement.accepted
+                                     else f"judge said {judgement.verdict}: {judgement.reason}")
+        reference = item.request.get("reference")
+        if reference is not None:
+            right = exact_match(item.calls, reference, item.request["tools"])
+            agreement[("accepted" if judgement.accepted else "rejected", "right" if right else "wrong")] += 1
+    accepted = agreement[("accepted", "right")] + agreement[("accepted", "wrong")]
+    right = agreement[("accepted", "right")] + agreement[("rejected", "right")]
+    on_labelled = {
+        "judged": sum(agreement.values()),
+        # How often an answer the judge accepts is exactly right, and how many right ones it lets through.
+        "precision": round(agreement[("accepted", "right")] / accepted, 4) if accepted else None,
+        "recall": round(agreement[("accepted", "right")] / right, 4) if right else None,
+    }
+    return verdicts, {"usage": usage, "on_labelled": on_labelled}
+
+
 VERIFIERS: dict[str, Verifier] = {
     "format": verify_format,
     "schema": verify_schema,
     "reference": verify_reference,
     "consistency": verify_consistency,
+    "judge": verify_judge,
 }

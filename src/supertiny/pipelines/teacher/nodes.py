@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from supertiny.datasets import ModelDirectory
+from supertiny.inference import sample_requests
 from supertiny.teacher import TeacherConfig, label_requests
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,5 @@ def label_with_teacher(
     """Teacher candidates (``teacher.k_samples`` per request) for at most ``max_requests``
     requests (a seeded random subset, in their original order), and the run's usage record."""
     config = TeacherConfig.from_params(teacher)
-    if max_requests is not None and max_requests < len(requests):
-        keep = set(random.Random(config.seed).sample(range(len(requests)), max_requests))
-        requests = [request for position, request in enumerate(requests) if position in keep]
+    requests = sample_requests(requests, max_requests, config.seed)
     return label_requests(requests, teacher_seed_examples, config, model_dir=base_model.path)
