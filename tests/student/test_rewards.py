@@ -43,7 +43,14 @@ def test_format_term_counts_parse_schema_and_nothing_else(tool_catalog):
 
 
 def test_no_call_is_rewarded_when_no_call_is_right(total):
-    assert total(["[]", EXACT], reference=[]) == [pytest.approx(1.2), pytest.approx(0.1 + 0.2)]
+    assert total(["[]", EXACT], reference=[]) == [pytest.approx(1.0), pytest.approx(0.1 + 0.2)]
+
+
+def test_no_call_is_not_a_safe_answer_when_calls_are_needed(total):
+    """Any well-formed call beats "[]" on a request that needs calls, so a weak student cannot
+    settle on never calling anything (what GRPO found while "[]" earned the format term)."""
+    no_call, wrong_function = total(["[]", '[{"name": "set_lights", "arguments": {"room": "bedroom", "on": false}}]'])
+    assert no_call == pytest.approx(0.1) and wrong_function > no_call
 
 
 def test_a_group_of_equal_answers_gets_equal_rewards(total):

@@ -34,6 +34,8 @@ JUDGE_SYSTEM = (
 )
 VERDICT = re.compile(r'"verdict"\s*:\s*"(yes|no)"', re.IGNORECASE)
 REASON = re.compile(r'"reason"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# Small models answer the question in words ("Yes." / "No, the room is wrong."): that counts too.
+LEADING = re.compile(r"^\W*(yes|no)\b[\s,.:;!-]*(.*)", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,14 @@ def judge_messages(request: dict, calls: list[dict]) -> list[dict]:
 
 
 def read_judgement(text: str | None) -> Judgement:
-    """The verdict in the judge's answer, tolerant of prose and code fences around the JSON."""
+    """The verdict in the judge's answer: the JSON asked for (prose and code fences around it
+    are fine), or an answer that starts with yes or no."""
     text = text or ""
     verdict = VERDICT.search(text)
     if verdict is None:
+        leading = LEADING.match(text)
+        if leading:
+            return Judgement(leading.group(1).lower(), " ".join(leading.group(2).split())[:300])
         return Judgement("unparsed", f"the judge gave no verdict: {text[:200]!r}")
     reason = REASON.search(text)
     return Judgement(verdict.group(1).lower(), json.loads(f'"{reason.group(1)}"') if reason else "")

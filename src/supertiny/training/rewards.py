@@ -27,11 +27,15 @@ def similarity_reward(completions: list[str], reference_json: list[str], tools_j
 
 def format_reward(completions: list[str], tools_json: list[str], **_: Any) -> list[float]:
     """In [0, 1], a third for each: the text parses into calls; the calls are valid against the
-    request's tool schemas; the text is nothing but the canonical answer (no prose, no fences)."""
+    request's tool schemas; the text is nothing but the canonical answer (no prose, no fences).
+
+    "No call" (``[]``) earns nothing here: it is trivially well formed, and paying for it made
+    "never call anything" the safe policy of a weak student (every answer ``[]``, rewarded on
+    every request). Where no call is right, the similarity reward already gives it 1."""
     rewards = []
     for text, tools in zip(completions, tools_json):
         parsed = parse_calls(text)
-        if not parsed.ok:
+        if not parsed.ok or not parsed.calls:
             rewards.append(0.0)
             continue
         valid = not validate_calls(parsed.calls, json.loads(tools))

@@ -11,7 +11,7 @@ import pytest
 from supertiny.errors import ConfigError
 from supertiny.pipelines.filtering.nodes import check_params, filter_candidates
 from supertiny.pipelines.filtering.verifiers import Item, verify_judge
-from supertiny.teacher.judge import read_judgement
+from supertiny.teacher.judge import Judgement, read_judgement
 
 _spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
 fake_openai = importlib.util.module_from_spec(_spec)
@@ -54,6 +54,9 @@ def request_of(tool_catalog):
 def test_read_judgement_finds_the_verdict_in_prose_and_fences():
     assert read_judgement('Sure. ```json\n{"verdict": "YES", "reason": "fine \\"really\\""}\n```').verdict == "yes"
     assert read_judgement('{"reason": "wrong room", "verdict": "no"}').reason == "wrong room"
+    assert read_judgement("Yes.") == Judgement("yes", "")
+    assert read_judgement("No, the function is missing the volume.\n") == Judgement("no", "the function is missing the volume.")
+    assert read_judgement("Nope").verdict == "unparsed"
     unparsed = read_judgement("I would say it looks right")
     assert unparsed.verdict == "unparsed" and not unparsed.accepted and "looks right" in unparsed.reason
     assert read_judgement(None).verdict == "unparsed"
