@@ -76,8 +76,9 @@ def measure(name: str, directory: ModelDirectory, params: int | None, requests: 
     bundle = directory.load()
     bundle.model.eval()
     started = time.perf_counter()
-    texts = generate_answers(bundle.model, bundle.tokenizer, requests, args.tools_mode, args.max_new_tokens, args.batch_size)
-    _, metrics = score_requests(requests, texts)
+    answers = generate_answers(bundle.model, bundle.tokenizer, requests, args.tools_mode, args.max_new_tokens, args.batch_size,
+                               constrained=args.constrained, max_calls=args.max_calls)
+    _, metrics = score_requests(requests, answers.texts)
     logging.info("%s: exact match %.3f in %.0f s", name, metrics["exact_match"] or 0, time.perf_counter() - started)
     return {
         "name": name,
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--distill-train", type=Path, default=PROJECT / "data" / "05_model_input" / "distill_train.jsonl", help="GPTQ calibration")
     parser.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--tools-mode", default="none", help="the student's prompt format (student.tools_mode)")
+    parser.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
+                        help="answers under their grammar, as evaluation.constrained (default: on)")
+    parser.add_argument("--max-calls", type=int, default=3, help="calls a constrained answer may hold (evaluation.max_calls)")
     parser.add_argument("--requests", type=int, default=60, help="seeded subset of test requests for accuracy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=64)

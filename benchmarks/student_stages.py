@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/student_stages.py --memory-steps 3
     .venv/bin/python benchmarks/student_stages.py --n 100 --models teacher student_sft   # scored afresh
+    .venv/bin/python benchmarks/student_stages.py --modes --n 60 [--model DIR]          # prompt x decoding
 
 Needs `kedro run` of the data, (teacher, filtering) and student pipelines first. It reads the
 catalog of the chosen environment and:
@@ -13,6 +14,17 @@ catalog of the chosen environment and:
 2. reads each stage's training wall time, tokens/s and peak memory from student_training_summary;
 3. with --memory-steps K: runs K SFT steps twice, each in a fresh process (so peak memory is that
    run's alone), with activation (gradient) checkpointing off and on, same data and batch.
+
+With --modes it does only this instead: one SFT student (--model, default the catalog's
+student_sft) on the same N test requests in every tools mode (``supertiny.prompt.TOOLS_MODES``),
+each unconstrained and constrained (``evaluation.max_calls`` from the catalog's parameters).
+Per row: exact match with its 95% Wilson interval, valid rate, no-call accuracy, call exact match
+(``inference.evaluate_model``), batch-1 p50 of the first --latency-prompts requests answered to
+their end (``supertiny.latency``, under their grammars when constrained, so both are what a
+caller waits for) and the mean prompt tokens. A Markdown table, and JSON in
+``<output_root>/08_reporting/student_modes.json``. A student trained in one mode meets the
+others unseen: the table says what a mode costs, and whether the grammar rescues a prompt the
+model was not trained on.
 """
 
 from __future__ import annotations
@@ -80,6 +92,53 @@ def memory_comparison(project: Path, env: str | None, steps: int) -> dict[bool, 
     return results
 
 
+def compare_modes(model_dir: Any, requests: list[dict], evaluation: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every tools mode x constrained off/on for one model, side by side on the same requests."""
+    import torch
+
+    from supertiny.inference import AnswerGrammars, evaluate_model
+    from supertiny.latency import measure_latency
+    from supertiny.prompt import TOOLS_MODES, prompt_text, prompt_tokens
+
+    torch.set_num_threads(args.threads)
+    bundle = model_dir.load()
+    bundle.model.eval()
+    tokenizer, max_calls = bundle.tokenizer, evaluation.get("max_calls")
+    grammars = AnswerGrammars(tokenizer, bundle.model.config.vocab_size, max_calls)
+    timed = requests[: args.latency_prompts]
+    rows = []
+    for tools_mode in TOOLS_MODES:
+        for constrained in (False, True):
+            settings = {"tools_mode": tools_mode, "constrained": constrained, "max_calls": max_calls,
+                        "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+            _, metrics = evaluate_model(bundle, requests, settings)
+            processors = (lambda i: [grammars.processor([grammars.compile(timed[i]["tools"])])]) if constrained else None
+            latency = measure_latency(bundle.model, tokenizer, [prompt_text(r, tokenizer, tools_mode) for r in timed],
+                                      new_tokens=args.max_new_tokens, threads=args.threads, to_end=True, logits_processors=processors)
+            rows.append({
+                "tools_mode": tools_mode, "constrained": constrained, **metrics,
+                "p50_ms": latency.p50_ms, "decode_tokens_per_s": latency.decode_tokens_per_s,
+                "prompt_tokens": round(sum(prompt_tokens(r, tokenizer, tools_mode) for r in requests) / len(requests), 1),
+            })
+            logging.info("%s, constrained %s: exact match %s, p50 %.0f ms", tools_mode, constrained, metrics["exact_match"], latency.p50_ms)
+    return rows
+
+
+def modes_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table."""
+    def number(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    lines = ["| tools_mode | constrained | exact match [95%] | valid | no-call | call exact | p50 ms | decode tok/s | prompt tokens | fallbacks |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        exact = f"{number(r['exact_match'])} [{number(r['exact_match_low'])}, {number(r['exact_match_high'])}]"
+        lines.append(f"| {r['tools_mode']} | {'on' if r['constrained'] else 'off'} | {exact} | {number(r['valid_rate'])} | "
+                     f"{number(r['no_call_accuracy'])} | {number(r['call_exact_match'])} | {number(r['p50_ms'], 0)} | "
+                     f"{number(r['decode_tokens_per_s'], 1)} | {r['prompt_tokens']:.0f} | {r['unconstrained_fallbacks']} |")
+    return "\n".join(lines)
+
+
 def ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}x" if value is not None and reference else "-"
 
@@ -95,6 +154,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[],
                         help="score afresh: catalog models and/or 'teacher' (default: read stage_metrics)")
     parser.add_argument("--memory-steps", type=int, default=0, help="SFT steps per memory probe (0: skip)")
+    parser.add_argument("--modes", action="store_true", help="compare every tools mode x constrained off/on for one model instead")
+    parser.add_argument("--model", type=Path, default=None, help="--modes: the SFT model directory (default: the catalog's student_sft)")
+    parser.add_argument("--latency-prompts", type=int, default=8, help="--modes: requests timed at batch 1")
+    parser.add_argument("--threads", type=int, default=2, help="--modes: torch threads")
     parser.add_argument("--probe-checkpointing", choices=["True", "False"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -106,10 +169,24 @@ def main() -> None:
     from supertiny.inference import evaluate_model, sample_requests
 
     context = load_context(args.project, args.env)
-    catalog, student = context.catalog, context.params["student"]
-    summary = catalog.load("student_training_summary")
+    catalog, student, evaluation = context.catalog, context.params["student"], context.params["evaluation"]
     requests = sample_requests(catalog.load("test_requests"), args.n, args.seed)
-    settings = {"tools_mode": student["tools_mode"], "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    if args.modes:
+        from supertiny.datasets import ModelDirectory
+
+        model_dir = ModelDirectory(args.model) if args.model else catalog.load("student_sft")
+        rows = compare_modes(model_dir, requests, evaluation, args)
+        print(f"\n{model_dir.path}: {len(requests)} test requests, greedy, max_calls {evaluation.get('max_calls')}, "
+              f"batch-1 p50 of {min(args.latency_prompts, len(requests))} answered to their end, {args.threads} threads\n")
+        print(modes_table(rows))
+        out = args.project / context.config_loader["globals"]["output_root"] / "08_reporting" / "student_modes.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": str(model_dir.path), "requests": len(requests), "rows": rows}, indent=2) + "\n")
+        print(f"\nWritten to {out}")
+        return
+    summary = catalog.load("student_training_summary")
+    settings = {"tools_mode": student["tools_mode"], "constrained": evaluation["constrained"], "max_calls": evaluation.get("max_calls"),
+                "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
 
     accuracy: dict[str, dict[str, Any]] = {}
     if not args.models:

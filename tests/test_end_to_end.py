@@ -48,13 +48,18 @@ def test_smoke_run_produces_every_output(smoke_outputs):
     distill = (outputs / "05_model_input" / "distill_train.jsonl").read_text().splitlines()
     assert summary["examples_kept"] == len(distill) > 0 and summary["examples_from_references"] > 0
     metrics = pd.read_parquet(outputs / "08_reporting" / "stage_metrics.parquet")
-    assert list(metrics.stage[:6]) == ["teacher", "base", "student_sft", "student_rl", "pruned", "pruned_recovered"]
-    assert metrics.stage.iloc[6].startswith("quantized_")
+    # The smoke run trains kd too (student.stages), so student_kd has its row.
+    assert list(metrics.stage[:8]) == ["teacher", "always_no_call", "base", "student_sft", "student_rl", "student_kd", "pruned",
+                                       "pruned_recovered"]
+    assert metrics.stage.iloc[8].startswith("quantized_")
     # Quantisation stores the recovered model's parameters differently; it has as many.
-    assert metrics.params.iloc[6] == metrics.params.iloc[5] > 0
-    assert (metrics.n == 4).all() and (metrics.p50_ms > 0).all()
+    assert metrics.params.iloc[8] == metrics.params.iloc[7] > 0
+    models = metrics[metrics.stage != "always_no_call"]
+    assert (metrics.n == 4).all() and (models.p50_ms > 0).all() and pd.isna(metrics.p50_ms.iloc[1])  # no model, no latency
+    local = metrics.iloc[2:]
+    assert local.constrained.all() and (local.unconstrained_fallbacks == 0).all() and (local.tools_mode == "none").all()
     report = (outputs / "08_reporting" / "report.md").read_text()
-    assert "| student_sft |" in report and "## Filtering" in report
+    assert "| student_sft |" in report and "## Filtering" in report and "## Errors of the best student" in report
 
 
 def run_broken(kedro, project: Path, file: str, yaml: str, pipeline: str = "data") -> str:

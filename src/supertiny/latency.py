@@ -2,10 +2,11 @@
 
 Every model (student, pruned, quantised) is timed the same way: each prompt alone (batch 1),
 greedy, exactly ``new_tokens`` new tokens (end-of-sequence is suppressed, so every model does
-the same work), after warm-up, with a fixed number of CPU threads. A streamer timestamps
-every generated token, which separates prefill (prompt in, first token out) from decode (each
-further token): decode tokens/s is what weight bandwidth bounds, prefill is what prompt
-length costs.
+the same work), after warm-up, with a fixed number of CPU threads. Answers can also be timed as
+they are written (``to_end``: each one stops at its end-of-sequence, under its grammar when
+constrained), which is what a caller waits for. A streamer timestamps every generated token,
+which separates prefill (prompt in, first token out) from decode (each further token): decode
+tokens/s is what weight bandwidth bounds, prefill is what prompt length costs.
 
 The physical bound: a decode step reads every weight of every matmul once (the output head
 included, of an embedding table only one row), so tokens/s can never exceed memory bandwidth
@@ -16,7 +17,7 @@ divided by those bytes. ``memory_bandwidth_gbs`` measures the bandwidth here;
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,9 +32,9 @@ class Latency:
     p50_ms: float  # whole request: prompt in, all new tokens out
     p95_ms: float
     prefill_p50_ms: float  # prompt in, first new token out
-    decode_tokens_per_s: float  # further tokens / time spent on them, over all requests
+    decode_tokens_per_s: float | None  # further tokens / time spent on them, over all requests
     tokens_per_s: float  # all new tokens / all request time (what a caller sees)
-    new_tokens: int
+    new_tokens: int  # per request: exactly this many, or at most this many when timed to the end
     requests: int
     threads: int
 
@@ -67,58 +68,72 @@ def measure_latency(
     new_tokens: int = 32,
     threads: int = 2,
     warmup: int = 1,
+    to_end: bool = False,
+    logits_processors: Callable[[int], list] | None = None,
 ) -> Latency:
     """Time greedy batch-1 generation of exactly ``new_tokens`` tokens for each prompt.
 
     ``prompts`` are finished prompt texts (``supertiny.prompt.prompt_text``), so the harness
     times any prompt format. The first ``warmup`` prompts are run once untimed first (lazy
-    initialisation, weight unpacking, allocator growth).
+    initialisation, weight unpacking, allocator growth). ``to_end``: each answer runs to its
+    end-of-sequence instead, at most ``new_tokens``; tokens/s count the tokens generated.
+    ``logits_processors`` (with ``to_end``: a grammar decides where an answer ends): prompt i's
+    processors, made afresh for each generation (``inference.AnswerGrammars.processor``).
     """
     if not prompts:
         raise ValueError("measure_latency needs at least one prompt")
     if new_tokens < 2:
         raise ValueError("new_tokens must be at least 2 to separate prefill from decode")
+    if logits_processors is not None and not to_end:
+        raise ValueError("a grammar ends an answer where it is complete: time constrained answers with to_end=True")
+    processors = logits_processors or (lambda index: [])
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         model.eval()
         encoded = [tokenizer(text, return_tensors="pt", add_special_tokens=False) for text in prompts]
-        for inputs in encoded[:warmup]:
-            _generate(model, tokenizer, inputs, new_tokens, _TokenClock())
-        totals, prefills, decode_times = [], [], []
-        for inputs in encoded:
-            clock = _TokenClock()
+        for index, inputs in enumerate(encoded[:warmup]):
+            _generate(model, tokenizer, inputs, new_tokens, _TokenClock(), to_end, processors(index))
+        totals, prefills, decode_times, generated = [], [], [], []
+        for index, inputs in enumerate(encoded):
+            clock, answer_processors = _TokenClock(), processors(index)
             start = time.perf_counter()
-            _generate(model, tokenizer, inputs, new_tokens, clock)
+            _generate(model, tokenizer, inputs, new_tokens, clock, to_end, answer_processors)
             end = time.perf_counter()
             totals.append(end - start)
             prefills.append(clock.times[0] - start)
             decode_times.append(clock.times[-1] - clock.times[0])
+            generated.append(len(clock.times))
     finally:
         torch.set_num_threads(previous_threads)
     totals_ms = np.array(totals) * 1000
+    decoded = sum(generated) - len(generated)  # every token after each answer's first
     return Latency(
         p50_ms=round(float(np.percentile(totals_ms, 50)), 1),
         p95_ms=round(float(np.percentile(totals_ms, 95)), 1),
         prefill_p50_ms=round(float(np.percentile(np.array(prefills) * 1000, 50)), 1),
-        decode_tokens_per_s=round((new_tokens - 1) * len(encoded) / sum(decode_times), 2),
-        tokens_per_s=round(new_tokens * len(encoded) / sum(totals), 2),
+        decode_tokens_per_s=round(decoded / sum(decode_times), 2) if decoded else None,
+        tokens_per_s=round(sum(generated) / sum(totals), 2),
         new_tokens=new_tokens,
         requests=len(encoded),
         threads=threads,
     )
 
 
-def _generate(model: Any, tokenizer: Any, inputs: dict, new_tokens: int, clock: _TokenClock) -> None:
+def _generate(
+    model: Any, tokenizer: Any, inputs: dict, new_tokens: int, clock: _TokenClock, to_end: bool, logits_processors: list
+) -> None:
     model.generate(
         **inputs,
         max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,  # suppresses end-of-sequence: equal work for every model
+        # Unless timed to the end: end-of-sequence suppressed, equal work for every model.
+        min_new_tokens=None if to_end else new_tokens,
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         streamer=clock,
+        logits_processor=logits_processors,
     )
-    if len(clock.times) != new_tokens:
+    if not to_end and len(clock.times) != new_tokens:
         raise RuntimeError(f"generate produced {len(clock.times)} tokens, not {new_tokens}")
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from supertiny.calls import parse_calls
-from supertiny.prompt import INSTRUCTION, TOOLS_MODES, build_messages, end_of_turn, prompt_text, target_text
+from supertiny.prompt import INSTRUCTION, TOOLS_MODES, build_messages, end_of_turn, prompt_text, prompt_tokens, signature, target_text
 
 CALLS = [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}]
 
@@ -33,6 +33,44 @@ def test_full_gives_each_schema_as_compact_json(request_, tool_catalog):
     assert [json.loads(line) for line in lines] == [tool["function"] for tool in tool_catalog]
 
 
+def test_signatures_give_one_line_per_function_without_descriptions(request_):
+    system = build_messages(request_, "signatures")[0]["content"]
+    assert system.splitlines() == [
+        f"{INSTRUCTION} Functions:",
+        "set_lights(room: kitchen|bedroom, on: boolean, brightness?: integer 0..100)",
+        "start_timer(minutes: integer >=1, label?: string)",
+    ]
+    assert "Turn lights" not in system and "default" not in system
+
+
+def test_a_signature_without_parameters_is_an_empty_call():
+    assert signature({"type": "function", "function": {"name": "stop_charging", "description": "Stop."}}) == "stop_charging()"
+    empty = {"name": "ping", "parameters": {"type": "object", "properties": {}}}  # the bare form, no "function" wrapper
+    assert signature(empty) == "ping()"
+
+
+def test_a_signature_shows_nested_arrays_unions_bounds_and_patterns_compactly():
+    tool = {"type": "function", "function": {"name": "plan", "parameters": {
+        "type": "object",
+        "properties": {
+            "days": {"type": "array", "items": {"type": "string", "enum": ["mon", "tue"]}, "uniqueItems": True},
+            "stops": {"type": "array", "items": {"type": "object", "properties": {
+                "place": {"type": "string"}, "minutes": {"type": "integer", "exclusiveMinimum": 0}}, "required": ["place"]}},
+            "speed": {"type": "number", "maximum": 1.5},
+            "note": {"type": ["string", "null"]},
+            "level": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 3}, {"const": "max"}]},
+            "at": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+            "extra": {"type": "object"},
+            "flags": {"enum": [1, True, None]},
+        },
+        "required": ["days"],
+    }}}
+    assert signature(tool) == (
+        "plan(days: [mon|tue], stops?: [{place: string, minutes?: integer >0}], speed?: number <=1.5, note?: string|null, "
+        "level?: integer 1..3|max, at?: string /^[0-2][0-9]:[0-5][0-9]$/, extra?: object, flags?: 1|true|null)"
+    )
+
+
 def test_an_unknown_mode_is_refused(request_):
     with pytest.raises(ValueError, match="tools_mode must be one of"):
         build_messages(request_, "some")
@@ -53,8 +91,10 @@ def test_prompt_text_ends_with_the_generation_prompt(request_, tiny_model, mode)
 
 
 def test_prompt_lengths_grow_with_the_tools_shown(request_, tiny_model):
-    tokens = {mode: len(tiny_model.tokenizer(prompt_text(request_, tiny_model.tokenizer, mode))["input_ids"]) for mode in TOOLS_MODES}
-    assert tokens["none"] < tokens["names"] < tokens["full"]
+    tokenizer = tiny_model.tokenizer
+    tokens = {mode: prompt_tokens(request_, tokenizer, mode) for mode in TOOLS_MODES}
+    assert tokens["none"] == len(tokenizer(prompt_text(request_, tokenizer, "none"))["input_ids"])
+    assert tokens["none"] < tokens["names"] < tokens["signatures"] < tokens["full"]
 
 
 def test_target_is_the_canonical_answer_and_the_end_of_turn(tiny_model):

@@ -50,7 +50,7 @@ def with_change(student: dict, path: str, value) -> dict:
         ("stages", ["sft", "dpo"], "student.stages: unknown stage(s) ['dpo']; known: ['sft', 'rl', 'kd']"),
         ("stages", [], "student.stages must be a non-empty list"),
         ("stages", ["rl", "sft"], "student.stages: ['rl', 'sft'] is not in the pipeline's order sft -> rl -> kd"),
-        ("tools_mode", "schemas", "student.tools_mode must be one of ['none', 'names', 'full']"),
+        ("tools_mode", "schemas", "student.tools_mode must be one of ['none', 'names', 'signatures', 'full']"),
         ("max_length", 0, "student.max_length must be an integer of at least 8 tokens"),
         ("sft.args.learning_rat", 0.1, "student.sft.args: ['learning_rat'] are not settings of trl.SFTConfig"),
         ("rl.args.output_dir", "/tmp/x", "student.rl.args: ['output_dir'] are set by the pipeline"),

@@ -6,18 +6,21 @@ no call is needed; a tool is an OpenAI tool schema.
 
 from supertiny.calls.match import canonical_key, exact_match
 from supertiny.calls.parse import ParseResult, call_names, format_calls, parse_calls
-from supertiny.calls.schema import check_tool_schema, tool_names, validate_calls
+from supertiny.calls.schema import answer_schema, check_tool_schema, guiding_schema, selection_schema, tool_names, validate_calls
 from supertiny.calls.score import VALID_ANSWER_FLOOR, similarity
 
 __all__ = [
     "VALID_ANSWER_FLOOR",
     "ParseResult",
+    "answer_schema",
     "call_names",
     "canonical_key",
     "check_tool_schema",
     "exact_match",
     "format_calls",
+    "guiding_schema",
     "parse_calls",
+    "selection_schema",
     "similarity",
     "tool_names",
     "validate_calls",

@@ -12,6 +12,9 @@ from typing import Any
 MAX_SCAN_ATTEMPTS = 64
 _OPENING = re.compile(r"[\[{]")
 _WRAPPER_KEYS = ("calls", "tool_calls")
+# The item and key separators of an answer's canonical text: what the student learns to write,
+# and what its grammar holds it to.
+CALL_SEPARATORS = (", ", ": ")
 
 
 def _reject_constant(name: str) -> Any:
@@ -60,7 +63,7 @@ def parse_calls(text: str | None = None, tool_calls: list | None = None) -> Pars
 def format_calls(calls: list[dict]) -> str:
     """Canonical compact JSON text of an answer (name before arguments); parses back equal."""
     ordered = [{"name": call["name"], "arguments": call["arguments"]} for call in calls]
-    return json.dumps(ordered, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(ordered, ensure_ascii=False, separators=CALL_SEPARATORS)
 
 
 def call_names(calls: list[dict]) -> list[str]:

@@ -153,3 +153,87 @@ def _path(parts: list) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
+
+
+# ---- guiding schemas: what constrained decoding (the teacher's structured outputs, the student's
+# grammar) keeps an answer to. One builder, so the teacher and the student are held to the same shape.
+
+# JSON Schema keywords that grammar engines cannot turn into a grammar: vLLM's (xgrammar) answers
+# 400 "Unimplemented keys" for them. They are dropped from the guiding schema only; the schema
+# verifier still checks every answer against the tool's full schema.
+GRAMMAR_UNSUPPORTED_KEYWORDS = frozenset({"uniqueItems", "contains", "minContains", "maxContains", "dependentSchemas",
+                                          "dependentRequired", "if", "then", "else", "not", "unevaluatedProperties",
+                                          "unevaluatedItems", "propertyNames", "multipleOf", "$schema", "$id"})
+# Keywords whose value is a map of names to subschemas, and those whose value is a subschema
+# or a list of them: where the walk goes on (elsewhere a key such as a property's name is data).
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions")
+_SUBSCHEMAS = ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def guiding_schema(schema: Any) -> Any:
+    """``schema`` without the keywords a grammar engine cannot enforce (GRAMMAR_UNSUPPORTED_KEYWORDS)."""
+    if not isinstance(schema, dict):
+        return schema
+    guided = {}
+    for key, value in schema.items():
+        if key in GRAMMAR_UNSUPPORTED_KEYWORDS:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            value = {name: guiding_schema(sub) for name, sub in value.items()}
+        elif key in _SUBSCHEMAS:
+            value = [guiding_schema(sub) for sub in value] if isinstance(value, list) else guiding_schema(value)
+        guided[key] = value
+    return guided
+
+
+def unsupported_keywords(schema: Any) -> list[str]:
+    """The GRAMMAR_UNSUPPORTED_KEYWORDS a schema uses (what a guided answer is not held to)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key in GRAMMAR_UNSUPPORTED_KEYWORDS:
+                found.add(key)
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                for sub in value.values():
+                    walk(sub)
+            elif key in _SUBSCHEMAS:
+                for sub in value if isinstance(value, list) else [value]:
+                    walk(sub)
+
+    walk(schema)
+    return sorted(found)
+
+
+def call_schema(tool: dict) -> dict:
+    """One call to this tool: ``{"name": <its name>, "arguments": <its parameters>}``, nothing else."""
+    function = tool_function(tool) or {}
+    parameters = function.get("parameters") or {"type": "object", "properties": {}, "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"name": {"const": function.get("name")}, "arguments": guiding_schema(parameters)},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def answer_schema(tools: list[dict], names: list[str] | None = None) -> dict:
+    """An answer: a JSON array of calls, each to one of ``tools`` (only those in ``names`` when
+    given) with that tool's arguments; ``[]`` is the no-call answer."""
+    offered = [tool for tool in tools if names is None or (tool_function(tool) or {}).get("name") in names]
+    if not offered:
+        return {"type": "array", "maxItems": 0}
+    return {"type": "array", "items": {"anyOf": [call_schema(tool) for tool in offered]}}
+
+
+def selection_schema(tools: list[dict]) -> dict:
+    """The decomposed teacher's first step: a JSON array of ``{"name": <an offered function>}``."""
+    names = tool_names(tools)
+    if not names:
+        return {"type": "array", "maxItems": 0}
+    return {
+        "type": "array",
+        "items": {"type": "object", "properties": {"name": {"enum": names}}, "required": ["name"], "additionalProperties": False},
+    }

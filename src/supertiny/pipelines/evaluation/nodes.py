@@ -1,19 +1,23 @@
 """Nodes of the evaluation pipeline: every stage measured the same way, then one table.
 
 Local models: the shared prompt format, batched greedy answers to the same seeded subset of
-test requests scored by the call module (``supertiny.inference``), batch-1 latency from the
-one harness (``supertiny.latency``), parameters and size on disk, and cost as machine time
-times a price per hour. The teacher: the teacher pipeline's own endpoint and strategy, one
-greedy answer per request through its cache and accounting; its latency is batch-1 requests to
-its endpoint and its cost is tokens times the price table.
+test requests (under each request's grammar when ``evaluation.constrained``) scored by the call
+module (``supertiny.inference``), batch-1 latency from the one harness (``supertiny.latency``),
+parameters and size on disk, and cost as machine time times a price per hour. The teacher: the
+teacher pipeline's own endpoint and strategy, one greedy answer per request through its cache
+and accounting; its latency is batch-1 requests to its endpoint, its cost machine time like a
+local model's when it runs on this machine and tokens times the price table otherwise. A floor:
+``always_no_call``, the answer ``[]`` to every request, scored the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from itertools import product
 from statistics import fmean
 from typing import Any
 
@@ -24,17 +28,25 @@ from markdown_it import MarkdownIt
 
 from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
+from supertiny.errors import ConfigError
 from supertiny.inference import generate_answers, sample_requests, score_requests
 from supertiny.latency import measure_latency
 from supertiny.prompt import prompt_text
 from supertiny.teacher import TeacherConfig, label_requests
+from supertiny.teacher.client import is_loopback
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
-    "stage", "model_path", "params", "size_mb", "exact_match", "similarity", "valid_rate", "no_call_accuracy",
-    "p50_ms", "p95_ms", "tokens_per_s", "requests_per_s", "cost_per_1k_requests", "n",
+    "stage", "model_path", "tools_mode", "constrained", "params", "size_mb",
+    "exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate", "no_call_accuracy",
+    "p50_ms", "p95_ms", "tokens_per_s", "requests_per_s", "cost_per_1k_requests", "unconstrained_fallbacks", "n",
 ]
+# What score_requests measures, as every row reports it.
+SCORE_COLUMNS = ["exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate",
+                 "no_call_accuracy", "n"]
+ALWAYS_NO_CALL = "always_no_call"
+NO_CALL = "(no call)"  # the function label of a reference that needs none, or of a call not made
 
 
 def evaluation_requests(test_requests: list[dict], params: dict[str, Any]) -> list[dict]:
@@ -44,22 +56,38 @@ def evaluation_requests(test_requests: list[dict], params: dict[str, Any]) -> li
 
 def per_function_accuracy(requests: list[dict], predictions: list[dict]) -> dict[str, float]:
     """Exact match by function: over the requests whose reference calls that function
-    ("(no call)" for requests that need none)."""
+    (NO_CALL for requests that need none)."""
     hits: dict[str, list[bool]] = defaultdict(list)
     for request, prediction in zip(requests, predictions, strict=True):
         reference = request.get("reference")
         if reference is None:
             continue
-        for function in sorted({call["name"] for call in reference}) or ["(no call)"]:
+        for function in sorted({call["name"] for call in reference}) or [NO_CALL]:
             hits[function].append(bool(prediction["exact"]))
     return {function: round(fmean(values), 4) for function, values in sorted(hits.items())}
+
+
+def machine_cost_per_1k(seconds_per_request: float, price_per_hour_usd: float) -> float:
+    """What 1,000 requests cost in machine time at an hourly price."""
+    return round(1000 * seconds_per_request * price_per_hour_usd / 3600, 5)
+
+
+def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
+    """``evaluation.constrained`` and ``evaluation.max_calls``, checked."""
+    constrained, max_calls = params.get("constrained", True), params.get("max_calls")
+    if not isinstance(constrained, bool):
+        raise ConfigError(f"evaluation.constrained must be true or false; got {constrained!r}")
+    if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1):
+        raise ConfigError(f"evaluation.max_calls must be a positive integer or null (no limit); got {max_calls!r}")
+    return constrained, max_calls
 
 
 def evaluate_local_model(
     model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], stage: str
 ) -> tuple[dict[str, Any], list[dict]]:
     """One stage's metrics row and its predictions."""
-    log.info("Evaluating %s (%s) on %d test requests", stage, model_dir.path, len(requests))
+    constrained, max_calls = decoding_settings(params)
+    log.info("Evaluating %s (%s) on %d test requests%s", stage, model_dir.path, len(requests), ", constrained" if constrained else "")
     bundle = model_dir.load()
     model, tokenizer = bundle.model, bundle.tokenizer
     model.eval()
@@ -68,11 +96,14 @@ def evaluate_local_model(
     torch.set_num_threads(threads)
     try:
         started = time.perf_counter()
-        texts = generate_answers(model, tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"])
+        answers = generate_answers(model, tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
+                                   constrained=constrained, max_calls=max_calls)
         answer_seconds = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
-    predictions, metrics = score_requests(requests, texts)
+    predictions, metrics = score_requests(requests, answers.texts)
+    # Equal work for every model: a fixed number of tokens, so unconstrained (a grammar ends
+    # answers where it likes); what the grammar costs is in the answers' time and so the cost.
     latency_cfg = params["latency"]
     prompts = [prompt_text(request, tokenizer, tools_mode) for request in requests[: latency_cfg["prompts"]]]
     latency = measure_latency(model, tokenizer, prompts, new_tokens=latency_cfg["new_tokens"], threads=threads,
@@ -81,19 +112,47 @@ def evaluate_local_model(
     row = {
         "stage": stage,
         "model_path": str(model_dir.path),
+        "tools_mode": tools_mode,
+        "constrained": constrained,
         "params": sum(p.numel() for p in model.parameters()),
         "size_mb": round(model_dir.size_bytes / 2**20, 1),
-        **{key: metrics[key] for key in ("exact_match", "similarity", "valid_rate", "no_call_accuracy", "n")},
+        **{key: metrics[key] for key in SCORE_COLUMNS},
         "p50_ms": latency.p50_ms,
         "p95_ms": latency.p95_ms,
         "tokens_per_s": latency.decode_tokens_per_s,
         "requests_per_s": round(len(requests) / answer_seconds, 3),
         # Machine time per request at the batch size used, priced by the hour.
-        "cost_per_1k_requests": round(1000 * seconds_per_request * params["price_per_hour_usd"] / 3600, 5),
+        "cost_per_1k_requests": machine_cost_per_1k(seconds_per_request, params["price_per_hour_usd"]),
+        "unconstrained_fallbacks": len(answers.unconstrained),
         "per_function": per_function_accuracy(requests, predictions),
     }
     log.info("%s: exact match %.3f, similarity %.3f, p50 %.0f ms", stage, row["exact_match"] or 0, row["similarity"] or 0, row["p50_ms"])
     return row, [{"stage": stage, **prediction} for prediction in predictions]
+
+
+def evaluate_trained_stage(
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], stages: list[str],
+    stage: str, training_stage: str,
+) -> tuple[dict[str, Any], list[dict]]:
+    """A training stage that ``student.stages`` may leave out: its row and predictions when it
+    trained, else an empty row and none (an untrained stage passes its input model on, which
+    another row already measures)."""
+    if training_stage not in stages:
+        log.info("Not evaluating %s: %r is not in student.stages", stage, training_stage)
+        return {}, []
+    return evaluate_local_model(model_dir, requests, tools_mode, params, stage)
+
+
+def evaluate_always_no_call(requests: list[dict]) -> tuple[dict[str, Any], list[dict]]:
+    """The floor a model must clear: ``[]`` to every request, scored like every stage. A model
+    that learnt nothing but the frequent "no call" answer scores this."""
+    predictions, metrics = score_requests(requests, ["[]"] * len(requests))
+    row = {
+        "stage": ALWAYS_NO_CALL,
+        **{key: metrics[key] for key in SCORE_COLUMNS},
+        "per_function": per_function_accuracy(requests, predictions),
+    }
+    return row, [{"stage": ALWAYS_NO_CALL, **prediction} for prediction in predictions]
 
 
 def evaluate_teacher(
@@ -108,8 +167,10 @@ def evaluate_teacher(
     It goes through the teacher's own client, cache and accounting (``label_requests``), so a
     re-run scores from the cache and the usage record says what the answers cost. Latency is
     batch-1, like the local models': the first ``latency.prompts`` requests sent again one at a
-    time (the only requests a re-run sends). Cost per 1,000 requests is tokens times the price
-    table (0 for a model served on this machine).
+    time (the only requests a re-run sends). Cost per 1,000 requests: a teacher on this machine
+    (the embedded server, or a loopback ``base_url``) costs machine time at
+    ``evaluation.price_per_hour_usd``, like every local model; an endpoint elsewhere costs its
+    tokens times the price table.
     """
     greedy = {**teacher, "k_samples": 1, "temperature": 0.0}
     config = TeacherConfig.from_params(greedy)
@@ -119,26 +180,46 @@ def evaluate_teacher(
     # an answer that did not parse is scored from its text, which fails the same way.
     texts = [format_calls(c["calls"]) if c["calls"] is not None else (c["text"] or "") for c in candidates]
     predictions, metrics = score_requests(requests, texts)
-    prompt_tokens = sum(c["prompt_tokens"] for c in candidates)
-    completion_tokens = sum(c["completion_tokens"] for c in candidates)
-    # Priced from the answers' own tokens, cached or not (the run's total also holds its probe).
-    price = usage["price_usd_per_1m_tokens"]
-    cost = (prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6 if price else None
+    if config.embedded or is_loopback(config.base_url):
+        cost_per_1k = machine_cost_per_1k(teacher_seconds_per_request(candidates, config.concurrency), params["price_per_hour_usd"])
+    else:
+        cost_per_1k = _token_cost_per_1k(candidates, usage["price_usd_per_1m_tokens"])
     latency = _teacher_latency(requests[: params["latency"]["prompts"]], teacher_seed_examples, greedy, base_model)
     row = {
         "stage": "teacher",
         "model_path": f"{usage['model']} @ {usage['endpoint']}",
         "params": None,
         "size_mb": None,
-        **{key: metrics[key] for key in ("exact_match", "similarity", "valid_rate", "no_call_accuracy", "n")},
+        **{key: metrics[key] for key in SCORE_COLUMNS},
         **latency,
         # Requests/s at the teacher's concurrency, of this run's own requests (a fully cached run sent nothing to time).
         "requests_per_s": round(usage["requests_sent"] / usage["wall_s"], 3) if usage["requests_sent"] and usage["wall_s"] else None,
-        "cost_per_1k_requests": round(1000 * cost / len(requests), 5) if cost is not None and requests else None,
+        "cost_per_1k_requests": cost_per_1k,
         "per_function": per_function_accuracy(requests, predictions),
     }
     log.info("teacher: exact match %.3f, similarity %.3f, p50 %s ms", row["exact_match"] or 0, row["similarity"] or 0, row["p50_ms"])
     return row, [{"stage": "teacher", **prediction} for prediction in predictions], usage
+
+
+def teacher_seconds_per_request(candidates: list[dict], concurrency: int) -> float:
+    """The teacher's machine time per answer, from the answers' own latencies (kept in the cache,
+    so a re-run prices the same). Little's law: with ``concurrency`` answers in flight, the wall
+    time is the sum of their latencies over ``concurrency``."""
+    if not candidates:
+        return 0.0
+    in_flight = min(concurrency, len(candidates))
+    return sum(c["latency_ms"] for c in candidates) / 1000 / in_flight / len(candidates)
+
+
+def _token_cost_per_1k(candidates: list[dict], price: dict[str, float] | None) -> float | None:
+    """Tokens times the price table, from the answers' own tokens, cached or not (the run's total
+    also holds its probe); None without a price."""
+    if price is None or not candidates:
+        return None
+    prompt_tokens = sum(c["prompt_tokens"] for c in candidates)
+    completion_tokens = sum(c["completion_tokens"] for c in candidates)
+    cost = (prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6
+    return round(1000 * cost / len(candidates), 5)
 
 
 def _teacher_latency(requests: list[dict], seed_examples: list[dict], greedy: dict[str, Any], base_model: ModelDirectory) -> dict:
@@ -173,9 +254,8 @@ def evaluate_quantized_model(
 
 
 def collect_stage_metrics(*rows: dict[str, Any]) -> pd.DataFrame:
-    """The table: one row per stage, in pipeline order."""
-    table = pd.DataFrame([{key: row.get(key) for key in METRIC_COLUMNS} for row in rows], columns=METRIC_COLUMNS)
-    return table
+    """The table: one row per stage measured (an empty row: a stage not trained), in pipeline order."""
+    return pd.DataFrame([{key: row.get(key) for key in METRIC_COLUMNS} for row in rows if row], columns=METRIC_COLUMNS)
 
 
 def collect_predictions(*predictions: list[dict]) -> list[dict]:
@@ -184,15 +264,17 @@ def collect_predictions(*predictions: list[dict]) -> list[dict]:
 
 def per_function_table(*rows: dict[str, Any]) -> pd.DataFrame:
     """Exact match by function (rows) and stage (columns)."""
-    return pd.DataFrame({row["stage"]: row["per_function"] for row in rows}).sort_index()
+    return pd.DataFrame({row["stage"]: row["per_function"] for row in rows if row}).sort_index()
 
 
 def plot_accuracy_vs_latency(stage_metrics: pd.DataFrame) -> Any:
     """Where each stage sits: exact match against batch-1 latency (lower right is worse)."""
     import plotly.express as px
 
-    # A stage whose size is unknown (the teacher behind an endpoint) gets the largest marker.
-    shown = stage_metrics.assign(marker=stage_metrics["size_mb"].astype(float).fillna(stage_metrics["size_mb"].max() or 1.0))
+    # A stage whose size is unknown (the teacher behind an endpoint) gets the largest marker; the
+    # floor (no model, no latency) is a line.
+    models = stage_metrics[stage_metrics["stage"] != ALWAYS_NO_CALL]
+    shown = models.assign(marker=models["size_mb"].astype(float).fillna(models["size_mb"].max() or 1.0))
     figure = px.scatter(
         shown, x="p50_ms", y="exact_match", text="stage", size="marker", size_max=40, log_x=True,
         hover_data=["similarity", "size_mb", "params", "cost_per_1k_requests"],
@@ -201,6 +283,9 @@ def plot_accuracy_vs_latency(stage_metrics: pd.DataFrame) -> Any:
     )
     figure.update_traces(textposition="top center")
     figure.update_yaxes(range=[0, 1.05])
+    floor = _stage_value(stage_metrics, ALWAYS_NO_CALL, "exact_match")
+    if floor is not None:
+        figure.add_hline(y=floor, line_dash="dot", annotation_text="always no call", annotation_position="bottom right")
     return figure
 
 
@@ -224,6 +309,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return "–"
+        if isinstance(value, float) and value.is_integer() and abs(value) >= 10_000:
+            return f"{int(value):,}"  # a count in a column that also holds a missing value (floats)
         if isinstance(value, float):
             return f"{value:.4g}"
         if isinstance(value, (int, np.integer)) and abs(value) >= 10_000:
@@ -237,17 +324,131 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 REPORT_CSS = "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-SUMMARY_COLUMNS = ["stage", "params", "size_mb", "exact_match", "similarity", "valid_rate", "no_call_accuracy",
-                   "p50_ms", "p95_ms", "tokens_per_s", "cost_per_1k_requests"]
+SUMMARY_COLUMNS = ["stage", "tools_mode", "constrained", "params", "size_mb", "exact_match", "call_exact_match", "similarity",
+                   "valid_rate", "no_call_accuracy", "p50_ms", "p95_ms", "tokens_per_s", "cost_per_1k_requests",
+                   "unconstrained_fallbacks", "note"]
+# Rows that are not students: the teacher, the floor and the untrained base model.
+NOT_STUDENTS = ("teacher", ALWAYS_NO_CALL, "base")
+NOT_LEARNING = "not learning"
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _stage_value(stage_metrics: pd.DataFrame, stage: str, column: str) -> Any:
+    """A stage's value in a column, or None when the stage or the value is missing."""
+    values = stage_metrics.loc[stage_metrics["stage"] == stage, column]
+    return values.iloc[0] if len(values) and _known(values.iloc[0]) else None
+
+
+def not_learning(row: dict[str, Any], floor: float | None) -> bool:
+    """A stage that did no better than answering ``[]`` everywhere (``floor``: always_no_call's
+    exact match), or got no request that needs a call exactly right."""
+    if row["stage"] == ALWAYS_NO_CALL or not _known(row["exact_match"]):
+        return False
+    return (floor is not None and row["exact_match"] <= floor) or row.get("call_exact_match") == 0
+
+
+def best_student(stage_metrics: pd.DataFrame) -> dict[str, Any] | None:
+    """The student stage with the highest exact match (then call exact match), or None."""
+    students = [row for row in stage_metrics.to_dict("records") if row["stage"] not in NOT_STUDENTS and _known(row["exact_match"])]
+    return max(students, key=lambda row: (row["exact_match"], row["call_exact_match"] if _known(row["call_exact_match"]) else -1),
+               default=None)
+
+
+def _with_interval(row: dict[str, Any]) -> str | None:
+    """Exact match and its 95% interval, ``0.31 [0.27, 0.36]``."""
+    if not _known(row["exact_match"]):
+        return None
+    if not (_known(row.get("exact_match_low")) and _known(row.get("exact_match_high"))):
+        return f"{row['exact_match']:.2f}"
+    return f"{row['exact_match']:.2f} [{row['exact_match_low']:.2f}, {row['exact_match_high']:.2f}]"
 
 
 def stage_table_markdown(stage_metrics: pd.DataFrame) -> str:
-    return _markdown_table(stage_metrics[SUMMARY_COLUMNS])
+    """The stage table as the report and the end of ``kedro run`` show it: exact match with its
+    interval, and a note on each stage that is not learning (of a table that an older version
+    wrote, the columns it has)."""
+    floor = _stage_value(stage_metrics, ALWAYS_NO_CALL, "exact_match")
+    rows = []
+    for row in stage_metrics.to_dict("records"):
+        rows.append({**row, "exact_match": _with_interval(row), "note": NOT_LEARNING if not_learning(row, floor) else ""})
+    table = pd.DataFrame(rows, columns=[*stage_metrics.columns, "note"])
+    return _markdown_table(table[[column for column in SUMMARY_COLUMNS if column in table]])
+
+
+def summary_line(stage_metrics: pd.DataFrame) -> str:
+    """Teacher against the best student on exact match and call exact match, the floor, and the
+    stages that are not learning."""
+    rows = {row["stage"]: row for row in stage_metrics.to_dict("records")}
+    teacher, student = rows.get("teacher"), best_student(stage_metrics)
+
+    def scores(row: dict[str, Any]) -> str:
+        calls = row["call_exact_match"]
+        return f"exact match {_with_interval(row)}, call exact match {f'{calls:.2f}' if _known(calls) else '–'}"
+
+    def share(column: str) -> str:
+        ours, theirs = student[column], teacher[column]
+        return f"{ours / theirs:.2f}x" if _known(ours) and _known(theirs) and theirs else "–"
+
+    parts = [f"Teacher: {scores(teacher)}." if teacher else "No teacher row."]
+    if student:
+        against = f" ({share('exact_match')} and {share('call_exact_match')} the teacher's)" if teacher else ""
+        parts.append(f"Best student, {student['stage']}: {scores(student)}{against}.")
+    else:
+        parts.append("No student stage was measured.")
+    floor = rows.get(ALWAYS_NO_CALL)
+    if floor:
+        parts.append(f"Answering [] to every request: exact match {_with_interval(floor)}.")
+    stalled = [stage for stage, row in rows.items() if not_learning(row, floor["exact_match"] if floor else None)]
+    parts.append(f"Not learning: {', '.join(stalled)}." if stalled else "Every stage is learning.")
+    return " ".join(parts)
+
+
+def function_errors(function_accuracy: pd.DataFrame, stage: str, distill_train: list[dict]) -> pd.DataFrame:
+    """Per function: ``stage``'s exact match next to the teacher's, and the function's training
+    examples in ``distill_train`` (rows whose answer calls it; NO_CALL: rows answering ``[]``)."""
+    examples: Counter[str] = Counter()
+    for row in distill_train:
+        examples.update({call["name"] for call in row["calls"]} or {NO_CALL})
+    table = pd.DataFrame({"function": function_accuracy.index})
+    for column in ("teacher", stage):
+        table[column] = function_accuracy[column].to_numpy() if column in function_accuracy else None
+    table["training examples"] = [examples[function] for function in table["function"]]
+    return table
+
+
+def top_confusions(requests: list[dict], predictions: list[dict], stage: str, count: int) -> pd.DataFrame:
+    """``stage``'s most frequent confusions, reference function -> predicted function, over the
+    labelled requests whose answer did not call the reference's functions. Each function
+    missed is paired with each function called instead (NO_CALL on a side left empty; an answer
+    that did not parse predicts "(not parsed)"). Right functions with wrong arguments are not
+    confusions: the per-function exact match shows them."""
+    references = {request["id"]: request.get("reference") for request in requests}
+    pairs: Counter[tuple[str, str]] = Counter()
+    for prediction in predictions:
+        reference = references.get(prediction["request_id"])
+        if prediction["stage"] != stage or reference is None:
+            continue
+        wanted = Counter(call["name"] for call in reference)
+        if prediction["calls"] is None:
+            missed, instead = list(wanted.elements()), ["(not parsed)"]
+        else:
+            called = Counter(call["name"] for call in prediction["calls"])
+            missed, instead = list((wanted - called).elements()), list((called - wanted).elements())
+        if missed or instead:
+            pairs.update(product(missed or [NO_CALL], instead or [NO_CALL]))
+    rows = [{"reference": reference, "predicted": predicted, "requests": n} for (reference, predicted), n in pairs.most_common(count)]
+    return pd.DataFrame(rows, columns=["reference", "predicted", "requests"])
 
 
 def write_report(
     stage_metrics: pd.DataFrame,
     function_accuracy: pd.DataFrame,
+    predictions: list[dict],
+    evaluation_requests: list[dict],
+    distill_train: list[dict],
     data_report: dict[str, Any],
     filter_summary: dict[str, Any],
     teacher_usage: dict[str, Any],
@@ -255,14 +456,33 @@ def write_report(
     accuracy_vs_latency: Any,
     size_per_stage: Any,
     accuracy_per_function: Any,
+    report: dict[str, Any],
 ) -> tuple[str, str]:
-    """The report in Markdown and in HTML (the HTML with the plots, readable offline)."""
+    """The report in Markdown and in HTML (the HTML with the plots, readable offline).
+
+    ``report``: ``confusions``, how many of the best student's confusions to list."""
     table = stage_table_markdown(stage_metrics)
+    student = best_student(stage_metrics)
+    if student:
+        stage = student["stage"]
+        errors = (
+            f"## Errors of the best student ({stage})\n\nExact match per function, next to the teacher's, and the "
+            "function's examples in distill_train:\n\n" + _markdown_table(function_errors(function_accuracy, stage, distill_train))
+            + f"\n\nThe {report['confusions']} most frequent confusions, reference function -> predicted function "
+            "(requests):\n\n" + _markdown_table(top_confusions(evaluation_requests, predictions, stage, report["confusions"]))
+        )
+    else:
+        errors = "## Errors of the best student\n\nNo student stage was measured."
     sections = [
         "# supertiny report",
         f"Run {run_record['run_id']} at git commit {run_record['git_commit']}.",
-        "## Stages\n\nExact match, similarity and no-call accuracy on the same seeded test requests; latency "
-        "is batch-1 greedy generation on this machine (the teacher's: batch-1 requests to its endpoint).\n\n" + table,
+        "## Summary\n\n" + summary_line(stage_metrics),
+        "## Stages\n\nExact match (with its 95% Wilson interval), call exact match (over the requests that need a call), "
+        "similarity and no-call accuracy on the same seeded test requests; always_no_call answers [] to every one, and a "
+        f"stage that does not beat it, or gets no call right, is marked \"{NOT_LEARNING}\". Latency is batch-1 greedy "
+        "generation of a fixed length on this machine (the teacher's: batch-1 requests to its endpoint); cost is machine "
+        "time per request at an hourly price, or an endpoint's tokens at its prices.\n\n" + table,
+        errors,
         "## Exact match per function\n\n" + _markdown_table(function_accuracy.reset_index(names="function")),
         "## Data\n\n" + _markdown_table(pd.DataFrame([
             {"requests": data_report["requests"], "rejected": data_report["rejected"], "train": data_report["splits"]["train"],

@@ -10,9 +10,11 @@ from kedro.pipeline import Pipeline, node, pipeline
 from supertiny.pipelines.evaluation.nodes import (
     collect_predictions,
     collect_stage_metrics,
+    evaluate_always_no_call,
     evaluate_local_model,
     evaluate_quantized_model,
     evaluate_teacher,
+    evaluate_trained_stage,
     evaluation_requests,
     per_function_table,
     plot_accuracy_per_function,
@@ -27,23 +29,26 @@ LOCAL_STAGES = {
     "base": "base_model",
     "student_sft": "student_sft",
     "student_rl": "student_rl",
+    "student_kd": "student_kd",
     "pruned": "pruned_model",
     "pruned_recovered": "pruned_recovered",
 }
+# Stages measured only when student.stages trains them (otherwise their model is the one before).
+OPTIONAL_STAGES = {"student_kd": "kd"}
 
 
 def _stage_node(stage: str, model: str):
-    evaluate = update_wrapper(partial(evaluate_local_model, stage=stage), evaluate_local_model)
-    return node(
-        evaluate,
-        [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation"],
-        [f"{stage}_eval_row", f"{stage}_predictions"],
-        name=f"evaluate_{stage}",
-    )
+    inputs = [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation"]
+    if stage in OPTIONAL_STAGES:
+        function = partial(evaluate_trained_stage, stage=stage, training_stage=OPTIONAL_STAGES[stage])
+        evaluate, inputs = update_wrapper(function, evaluate_trained_stage), [*inputs, "params:student.stages"]
+    else:
+        evaluate = update_wrapper(partial(evaluate_local_model, stage=stage), evaluate_local_model)
+    return node(evaluate, inputs, [f"{stage}_eval_row", f"{stage}_predictions"], name=f"evaluate_{stage}")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    stages = ["teacher", *LOCAL_STAGES, "quantized"]
+    stages = ["teacher", "always_no_call", *LOCAL_STAGES, "quantized"]
     rows = [f"{stage}_eval_row" for stage in stages]
     return pipeline(
         [
@@ -54,6 +59,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["teacher_eval_row", "teacher_predictions", "teacher_eval_usage"],
                 name="evaluate_teacher",
             ),
+            node(evaluate_always_no_call, ["evaluation_requests"], ["always_no_call_eval_row", "always_no_call_predictions"],
+                 name="evaluate_always_no_call"),
             *[_stage_node(stage, model) for stage, model in LOCAL_STAGES.items()],
             node(
                 evaluate_quantized_model,
@@ -71,8 +78,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(record_run, ["parameters", "stage_metrics"], "run_record", name="record_run"),
             node(
                 write_report,
-                ["stage_metrics", "function_accuracy", "data_report", "filter_summary", "teacher_usage", "run_record",
-                 "accuracy_vs_latency_plot", "size_per_stage_plot", "accuracy_per_function_plot"],
+                ["stage_metrics", "function_accuracy", "predictions", "evaluation_requests", "distill_train", "data_report",
+                 "filter_summary", "teacher_usage", "run_record", "accuracy_vs_latency_plot", "size_per_stage_plot",
+                 "accuracy_per_function_plot", "params:evaluation.report"],
                 ["report_markdown", "report_html"],
                 name="write_report",
             ),
