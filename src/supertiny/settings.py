@@ -6,14 +6,14 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
-from supertiny.hooks import ParameterChecks, StageMetricsToMlflow, StageTable
+from supertiny.hooks import ParameterChecks, SharedTeacherServer, StageMetricsToMlflow, StageTable
 
 # Kedro 1.7 itself calls an OmegaConf function that warns it is deprecated, on every run;
 # the notice is about Kedro's code, not the project's configuration.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
 # kedro-mlflow's own hook (the run, the parameters) registers itself from its package.
-HOOKS = (ParameterChecks(), StageTable(), StageMetricsToMlflow())
+HOOKS = (ParameterChecks(), StageTable(), StageMetricsToMlflow(), SharedTeacherServer())
 
 
 def project_path(path: str) -> str:

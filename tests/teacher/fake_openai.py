@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 PROBE_TEXT = "Reply OK."
+STRUCTURED_PROBE_KEYS = {"ok"}
 
 
 def default_reply(body: dict) -> dict:
@@ -61,6 +62,9 @@ class FakeOpenAI:
         api_key: str | None = None,
         reject_tools: bool = False,
         reply: Callable[[dict], dict] = default_reply,
+        structured: bool = False,
+        reject_schema: Callable[[dict], bool] | None = None,
+        honour_n: bool = False,
         port: int = 0,
     ) -> None:
         self.latency_s = latency_s
@@ -73,6 +77,9 @@ class FakeOpenAI:
         self.api_key = api_key
         self.reject_tools = reject_tools
         self.reply = reply
+        self.structured = structured  # follows response_format (answers the probe's schema)
+        self.reject_schema = reject_schema  # 400 for a response_format schema it says True to
+        self.honour_n = honour_n  # n choices per request (else one, as transformers serve)
         self.bodies: list[dict] = []  # every chat completion body received, probes included
         self.arrivals: list[float] = []
         self.in_flight = 0
@@ -137,11 +144,23 @@ class FakeOpenAI:
                 return 404, {}, {"error": {"message": f"The model `{body.get('model')}` does not exist"}}
             if self.reject_tools and body.get("tools"):
                 return 400, {}, {"error": {"message": "Invalid schema for function 'x'"}}
-            message = self.reply(body)
+            schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+            if schema is not None and self.reject_schema is not None and self.reject_schema(schema):
+                return 400, {}, {"error": {"message": "Grammar error: Unimplemented keys"}}
+            if schema is not None and self.structured and set(schema.get("properties", {})) == STRUCTURED_PROBE_KEYS:
+                message = {"role": "assistant", "content": json.dumps({"ok": True})}
+            else:
+                message = self.reply(body)
+                if schema is not None and self.structured and message.get("content"):
+                    # Held to the grammar: only the JSON, no prose around it.
+                    text = message["content"]
+                    message = {**message, "content": text[text.find("["):] if "[" in text else text}
             content = message.get("content") or ""
+            choices = body.get("n", 1) if self.honour_n else 1
             return 200, {}, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
+                "choices": [{"index": i, "message": message, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}
+                            for i in range(choices)],
                 "usage": {"prompt_tokens": sum(len(m["content"] or "") for m in body["messages"]) // 4,
                           "completion_tokens": max(len(content) // 4, 1), "total_tokens": 0},
             }  # fmt: skip

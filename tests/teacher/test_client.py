@@ -54,7 +54,7 @@ def test_second_run_is_all_cache_hits_and_sends_nothing(requests, make_config):
         first, first_usage = label_requests(requests, [], config)
         sent = len(server.bodies)
         second, usage = label_requests(requests, [], config)
-    assert first_usage["requests_sent"] == 12 and first_usage["probe_requests"] == 1
+    assert first_usage["requests_sent"] == 12 and first_usage["probe_requests"] == 3
     assert len(server.bodies) == sent  # not even a probe
     assert usage["requests_sent"] == 0 and usage["cache_hits"] == 12 and usage["cache_hit_rate"] == 1.0
     assert all(c["cached"] for c in second) and not any(c["cached"] for c in first)

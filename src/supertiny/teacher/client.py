@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import time
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 # Servers on this machine take any key; the SDK insists on having one.
 LOCAL_API_KEY = "not-needed"
 MAX_ERROR_CHARS = 400
+PROBE_TEXT = "Reply OK."
+# The structured-outputs probe's schema: small enough for any grammar engine.
+PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 CACHED_FIELDS = ("text", "tool_calls", "prompt_tokens", "completion_tokens", "latency_ms")
 
 
@@ -87,6 +91,10 @@ class Usage:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    # Requests whose response_format the endpoint rejected, answered again as free text.
+    structured_fallbacks: int = 0
+    # HTTP requests (probes aside): fewer than `sent` responses when one request carries n samples.
+    http_requests: int = 0
 
     def add(self, completion: Completion) -> None:
         if completion.cached:
@@ -155,21 +163,35 @@ def _message(error: Exception) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
 
 
-def _completion_from_response(response: Any, latency_ms: float) -> Completion:
-    """Text, native tool calls and token counts of a chat completion."""
+def _completions_from_response(response: Any, latency_ms: float) -> list[Completion]:
+    """Text, native tool calls and token counts of each choice of a chat completion.
+
+    The choices of one request share its prompt: its prompt tokens are counted once, on the
+    first choice, and the completion tokens are shared out evenly (the usage is per request)."""
     try:
-        message = response.choices[0].message
-        tool_calls = None
-        if message.tool_calls:
-            tool_calls = [{"name": call.function.name, "arguments": call.function.arguments} for call in message.tool_calls]
+        choices = sorted(response.choices, key=lambda choice: choice.index or 0)
         usage = response.usage
-        return Completion(
-            text=message.content,
-            tool_calls=tool_calls,
-            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-            latency_ms=round(latency_ms, 1),
-        )
+        prompt_tokens = (usage.prompt_tokens or 0) if usage else 0
+        completion_tokens = (usage.completion_tokens or 0) if usage else 0
+        completions = []
+        for position, choice in enumerate(choices):
+            message = choice.message
+            tool_calls = None
+            if message.tool_calls:
+                tool_calls = [{"name": call.function.name, "arguments": call.function.arguments} for call in message.tool_calls]
+            share = completion_tokens // len(choices) + (1 if position < completion_tokens % len(choices) else 0)
+            completions.append(
+                Completion(
+                    text=message.content,
+                    tool_calls=tool_calls,
+                    prompt_tokens=prompt_tokens if position == 0 else 0,
+                    completion_tokens=share,
+                    latency_ms=round(latency_ms, 1),
+                )
+            )
+        if not completions:
+            raise IndexError("no choices")
+        return completions
     except (AttributeError, IndexError, TypeError) as error:
         raise InvalidResponse(f"not a chat completion: {error}") from None
 
@@ -204,40 +226,104 @@ class TeacherClient:
         self._openai: openai.AsyncOpenAI | None = None
         self._endpoint: Endpoint | None = None
         self._connect_error: BaseException | None = None
+        # What the endpoint supports, found by the probe.
+        self.supports_structured = False
+        self.supports_n = False
 
-    async def complete(self, messages: list[dict], *, sample: int, max_tokens: int, tools: list[dict] | None = None) -> Completion:
+    async def complete(
+        self, messages: list[dict], *, sample: int, max_tokens: int, tools: list[dict] | None = None, schema: dict | None = None
+    ) -> Completion:
         """The cached response to these messages, or a fresh one (stored the moment it arrives)."""
-        sampling = {"temperature": self.config.temperature, "max_tokens": max_tokens}
-        key = cache_key(self.endpoint_label, self.model_label, messages, tools, sampling, sample)
-        entry = self.cache.get(key)
-        if entry is not None:
-            completion = Completion.from_entry(entry)
-        else:
-            async with self._slots:
-                client, endpoint = await self._connected()
-                completion = await self._send(client, endpoint.model, messages, tools, max_tokens)
-            if completion.ok:
-                self.cache.put(key, completion.entry())
-        self.usage.add(completion)
-        return completion
+        return (await self.complete_samples(messages, samples=[sample], max_tokens=max_tokens, tools=tools, schema=schema))[0]
+
+    async def complete_samples(
+        self, messages: list[dict], *, samples: list[int], max_tokens: int, tools: list[dict] | None = None, schema: dict | None = None
+    ) -> list[Completion]:
+        """One response for each sample index, from the cache or fresh.
+
+        ``schema``: the JSON Schema the answer must follow, sent as ``response_format`` where the
+        endpoint supports structured outputs. The samples that miss the cache go in one request
+        with ``n`` where the endpoint honours it (one prefill for all), else one request each.
+        Every sample is cached under its own key, so a resumed run sends nothing twice.
+        """
+        guide = schema if schema is not None and self.config.structured_outputs != "off" else None
+        completions: list[Completion | None] = []
+        for sample in samples:
+            # A guided answer first; else a free-text one (an endpoint without structured outputs).
+            entry = self.cache.get(self._key(messages, tools, max_tokens, guide, sample)) if guide is not None else None
+            if entry is None:
+                entry = self.cache.get(self._key(messages, tools, max_tokens, None, sample))
+            completions.append(Completion.from_entry(entry) if entry is not None else None)
+        missing = [position for position, completion in enumerate(completions) if completion is None]
+        if missing:
+            await self._connected()  # the probe finds out what the endpoint supports
+            sent_schema = guide if self.supports_structured else None
+            groups = [missing] if self.supports_n else [[position] for position in missing]
+            answers = await asyncio.gather(*(self._send_samples(messages, tools, max_tokens, sent_schema, len(group)) for group in groups))
+            for group, (fresh, followed) in zip(groups, answers):
+                for position, completion in zip(group, fresh):
+                    if completion.ok:
+                        self.cache.put(self._key(messages, tools, max_tokens, sent_schema if followed else None, samples[position]), completion.entry())
+                    completions[position] = completion
+        for completion in completions:
+            self.usage.add(completion)
+        return completions
+
+    def _key(self, messages: list[dict], tools: list[dict] | None, max_tokens: int, schema: dict | None, sample: int) -> str:
+        sampling: dict[str, Any] = {"temperature": self.config.temperature, "max_tokens": max_tokens}
+        if schema is not None:
+            sampling["response_format"] = schema  # a guided answer is another answer than a free one
+        return cache_key(self.endpoint_label, self.model_label, messages, tools, sampling, sample)
+
+    async def _send_samples(
+        self, messages: list[dict], tools: list[dict] | None, max_tokens: int, schema: dict | None, n: int
+    ) -> tuple[list[Completion], bool]:
+        """``n`` fresh responses (one request), and whether they followed ``schema``. A request
+        whose schema the endpoint rejects is sent again as free text, and counted."""
+        async with self._slots:
+            client, endpoint = await self._connected()
+            self.usage.http_requests += 1
+            completions = await self._send(client, endpoint.model, messages, tools, max_tokens, schema=schema, n=n)
+            if schema is not None and completions[0].error_kind == "bad_request":
+                self.usage.http_requests += 1
+                log.warning("The endpoint rejected an answer schema (%s); answering as free text", completions[0].error)
+                self.usage.structured_fallbacks += 1
+                return await self._send(client, endpoint.model, messages, tools, max_tokens, n=n), False
+        return completions, schema is not None
 
     async def _send(
-        self, client: openai.AsyncOpenAI, model: str, messages: list[dict], tools: list[dict] | None, max_tokens: int
-    ) -> Completion:
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        messages: list[dict],
+        tools: list[dict] | None,
+        max_tokens: int,
+        *,
+        schema: dict | None = None,
+        n: int = 1,
+    ) -> list[Completion]:
+        """``n`` choices of one request (an error fills every place)."""
         # `max_tokens` rather than `max_completion_tokens`: every OpenAI-compatible server knows it.
         body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": self.config.temperature}
         if tools:
             body["tools"] = tools
+        if schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        if n > 1:
+            body["n"] = n
         started = time.perf_counter()
         try:
             # `post` is `chat.completions.create` without its per-call conversion of typed
             # parameters (over a millisecond a request: most of the client's CPU at high
             # concurrency); retries, errors and response parsing are the same.
             response = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-            return _completion_from_response(response, (time.perf_counter() - started) * 1000)
+            completions = _completions_from_response(response, (time.perf_counter() - started) * 1000)
+            if len(completions) < n:
+                raise InvalidResponse(f"asked for n={n} choices, got {len(completions)}")
+            return completions[:n]
         except (openai.OpenAIError, InvalidResponse) as error:
             latency_ms = round((time.perf_counter() - started) * 1000, 1)
-            return Completion(latency_ms=latency_ms, error_kind=error_kind(error), error=_message(error))
+            return [Completion(latency_ms=latency_ms, error_kind=error_kind(error), error=_message(error)) for _ in range(n)]
 
     async def _count_retry(self, request: httpx2.Request) -> None:
         """The SDK stamps each attempt with how many retries came before it."""
@@ -282,23 +368,55 @@ class TeacherClient:
             shown = ", ".join(sorted(served)[:10]) + (", ..." if len(served) > 10 else "")
             raise ConfigError(f"teacher.model {endpoint.model!r} is not served by {where} (it serves: {shown})")
         request_id, tools = self._probe_tools or ("", None)
-        completion = await self._send(client, endpoint.model, [{"role": "user", "content": "Reply OK."}], tools, 1)
-        self.usage.probes += 1
-        self.usage.prompt_tokens += completion.prompt_tokens
-        self.usage.completion_tokens += completion.completion_tokens
-        if completion.ok:
-            log.info("Teacher endpoint %s answers as model %s", where, endpoint.model)
-            return
-        if tools and completion.error_kind == "bad_request":
-            plain = await self._send(client, endpoint.model, [{"role": "user", "content": "Reply OK."}], None, 1)
-            self.usage.probes += 1
+        completion = await self._probe_send(client, endpoint, tools, 1)
+        if not completion.ok and tools and completion.error_kind == "bad_request":
+            plain = await self._probe_send(client, endpoint, None, 1)
             if plain.ok:
                 raise ConfigError(
                     f"{where} rejected the tool schema of request {request_id}: {completion.error}; "
                     "fix that request's tools, or try teacher.strategy: prompted"
                 )
             completion = plain
-        raise self._probe_failure(completion, endpoint)
+        if not completion.ok:
+            raise self._probe_failure(completion, endpoint)
+        self.supports_structured = await self._probe_structured(client, endpoint)
+        self.supports_n = self.config.k_samples > 1 and await self._probe_n(client, endpoint)
+        log.info(
+            "Teacher endpoint %s answers as model %s (structured outputs: %s; k samples: %s)",
+            where, endpoint.model, "yes" if self.supports_structured else "no",
+            "one request with n" if self.supports_n else "one request each",
+        )  # fmt: skip
+
+    async def _probe_send(self, client: openai.AsyncOpenAI, endpoint: Endpoint, tools: list[dict] | None, max_tokens: int,
+                          **options: Any) -> Completion:
+        completions = await self._send(client, endpoint.model, [{"role": "user", "content": PROBE_TEXT}], tools, max_tokens, **options)
+        self.usage.probes += 1
+        self.usage.prompt_tokens += completions[0].prompt_tokens
+        self.usage.completion_tokens += sum(c.completion_tokens for c in completions)
+        return completions[0]
+
+    async def _probe_structured(self, client: openai.AsyncOpenAI, endpoint: Endpoint) -> bool:
+        """Whether the endpoint holds an answer to a JSON Schema: asked for ``{"ok": <bool>}``, does
+        the answer parse as exactly that? (A server that ignores response_format writes prose.)"""
+        if self.config.structured_outputs == "off":
+            return False
+        reply = await self._probe_send(client, endpoint, None, 16, schema=PROBE_SCHEMA)
+        try:
+            followed = reply.ok and set(json.loads(reply.text or "")) == {"ok"}
+        except (ValueError, TypeError):
+            followed = False
+        if not followed and self.config.structured_outputs == "on":
+            raise ConfigError(
+                f"teacher.structured_outputs is on, but {endpoint.base_url} does not follow response_format "
+                f"({reply.error or 'the answer ignored the schema: ' + repr((reply.text or '')[:80])}): "
+                "set teacher.structured_outputs: auto or off"
+            )
+        return followed
+
+    async def _probe_n(self, client: openai.AsyncOpenAI, endpoint: Endpoint) -> bool:
+        """Whether the endpoint returns ``n`` choices for one request (servers may ignore ``n``)."""
+        reply = await self._probe_send(client, endpoint, None, 1, n=2)
+        return reply.ok
 
     def _probe_error(self, error: Exception, endpoint: Endpoint) -> ConfigError:
         kind = error_kind(error)

@@ -7,18 +7,28 @@ server starts or a request is sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from supertiny.errors import ConfigError
 
+# The project's own vLLM environment, built by `make setup` (src/supertiny/teacher/ -> project root).
+DEFAULT_TEACHER_PYTHON = str(Path(__file__).resolve().parents[3] / ".venv-teacher" / "bin" / "python")
 STRATEGIES = ("native", "prompted", "decomposed")
+ENGINES = ("vllm", "transformers")
+STRUCTURED_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
 class LocalServerConfig:
-    """How to run the embedded ``transformers serve`` when no ``base_url`` is set."""
+    """How to run the embedded server when no ``base_url`` is set."""
 
     model_dir: str | None  # None: the prepared base model
+    engine: str
+    python: str  # vllm: the interpreter of its own virtual environment
+    threads: str  # vllm: the CPUs its engine binds ("0-1"; "auto" keeps one for the API process)
+    kv_cache_gib: float
+    max_model_len: int
     startup_timeout_s: float
     continuous_batching: bool
     kv_cache_tokens: int
@@ -34,6 +44,7 @@ class TeacherConfig:
     model: str | None
     api_key_env: str | None
     strategy: str
+    structured_outputs: str
     k_samples: int
     temperature: float
     max_tokens: int
@@ -61,11 +72,18 @@ class TeacherConfig:
         strategy = p.get("strategy", "decomposed")
         if strategy not in STRATEGIES:
             raise ConfigError(f"teacher.strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        structured = p.get("structured_outputs", "auto")
+        structured = {True: "on", False: "off"}.get(structured, structured)  # YAML reads a bare on/off as a boolean
+        if structured not in STRUCTURED_MODES:
+            raise ConfigError(f"teacher.structured_outputs must be one of {', '.join(STRUCTURED_MODES)}; got {structured!r}")
         base_url = p.get("base_url") or None
         model = p.get("model") or None
         if base_url and not model:
             raise ConfigError(f"teacher.model is not set: name the model that {base_url} should answer with")
         local = dict(p.get("local_server") or {})
+        engine = local.get("engine", "vllm")
+        if engine not in ENGINES:
+            raise ConfigError(f"teacher.local_server.engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         prices = {}
         for name, price in (p.get("prices") or {}).items():
             if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
@@ -76,6 +94,7 @@ class TeacherConfig:
             model=model,
             api_key_env=p.get("api_key_env") or None,
             strategy=strategy,
+            structured_outputs=structured,
             k_samples=_integer(p, "k_samples", 1, minimum=1),
             temperature=_number(p, "temperature", "", 0.7),
             max_tokens=_integer(p, "max_tokens", 128, minimum=1),
@@ -92,6 +111,11 @@ class TeacherConfig:
             prices=prices,
             local_server=LocalServerConfig(
                 model_dir=local.get("model_dir") or None,
+                engine=engine,
+                python=str(local.get("python") or DEFAULT_TEACHER_PYTHON),
+                threads=str(local.get("threads") or "auto"),
+                kv_cache_gib=_number(local, "kv_cache_gib", "local_server.", 2.0, positive=True),
+                max_model_len=_integer(local, "max_model_len", 2048, minimum=64, prefix="local_server."),
                 startup_timeout_s=_number(local, "startup_timeout_s", "local_server.", 300.0, positive=True),
                 continuous_batching=bool(local.get("continuous_batching", True)),
                 kv_cache_tokens=_integer(local, "kv_cache_tokens", 16384, minimum=1, prefix="local_server."),

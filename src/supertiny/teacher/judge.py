@@ -10,7 +10,6 @@ and what judging cost is in its usage record. It answers ``{"verdict": "yes"|"no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -100,13 +99,12 @@ def judge_calls(
     """A judgement for each (request, calls), in order, and the judging's usage record."""
     if not questions:
         return [], {}
-    with contextlib.ExitStack() as stack:
-        client = open_teacher_client(config, model_dir, stack)
-        started = time.perf_counter()
-        with tqdm(total=len(questions), desc="judge", unit="answer", mininterval=1.0) as progress:
-            judgements = asyncio.run(
-                _judge_all([judge_messages(request, calls) for request, calls in questions], client, config.max_tokens, progress)
-            )
+    client = open_teacher_client(config, model_dir)
+    started = time.perf_counter()
+    with tqdm(total=len(questions), desc="judge", unit="answer", mininterval=1.0) as progress:
+        judgements = asyncio.run(
+            _judge_all([judge_messages(request, calls) for request, calls in questions], client, config.max_tokens, progress)
+        )
     usage = {**usage_record(config, client, time.perf_counter() - started), "answers_judged": len(questions),
              "verdicts": {kind: sum(j.verdict == kind for j in judgements) for kind in ("yes", "no", "unparsed", "error")}}
     return judgements, usage

@@ -9,7 +9,6 @@ turn each answer into a candidate record (DESIGN.md) and the run into ``teacher_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -23,12 +22,12 @@ from supertiny.teacher.cache import ResponseCache
 from supertiny.teacher.client import Endpoint, TeacherClient, api_key, is_loopback
 from supertiny.teacher.config import TeacherConfig
 from supertiny.teacher.fewshot import FewShotIndex
-from supertiny.teacher.server import LocalServer, model_fingerprint
+from supertiny.teacher.server import model_fingerprint, shared_local_server
 from supertiny.teacher.strategies import STRATEGIES, Answer, Prompting
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_ENDPOINT = "embedded:transformers-serve"
+EMBEDDED_ENDPOINT = "embedded:{engine}"
 
 
 def candidate_record(request_id: str, sample: int, strategy: str, model: str, answer: Answer) -> dict[str, Any]:
@@ -69,24 +68,26 @@ def _cost(price: dict[str, float] | None, prompt_tokens: int, completion_tokens:
 
 
 async def _label_all(
-    jobs: list[tuple[dict, int]], client: TeacherClient, config: TeacherConfig, prompting: Prompting, progress: tqdm
+    requests: list[dict], client: TeacherClient, config: TeacherConfig, prompting: Prompting, progress: tqdm
 ) -> list[dict]:
-    """Candidates for every (request, sample), in job order."""
+    """``k_samples`` candidates for every request, in request then sample order."""
     answer = STRATEGIES[config.strategy]
-    results: list[dict] = [{}] * len(jobs)
-    pending = iter(enumerate(jobs))  # shared by the workers: each takes the next job
+    samples = list(range(config.k_samples))
+    results: list[list[dict]] = [[] for _ in requests]
+    pending = iter(enumerate(requests))  # shared by the workers: each takes the next request
 
     async def worker() -> None:
-        for position, (request, sample) in pending:
-            ask = functools.partial(client.complete, sample=sample)
-            reply = await answer(request, ask, prompting)
-            results[position] = candidate_record(request["id"], sample, config.strategy, client.model_label, reply)
+        for position, request in pending:
+            replies = await answer(request, client.complete_samples, prompting, samples)
+            results[position] = [
+                candidate_record(request["id"], sample, config.strategy, client.model_label, reply) for sample, reply in zip(samples, replies)
+            ]
             usage = client.usage
             progress.set_postfix(sent=usage.sent, hits=usage.cache_hits, errors=sum(usage.errors.values()), refresh=False)
-            progress.update()
+            progress.update(len(samples))
 
     # One worker per request slot: the client's semaphore keeps the slots full and no more.
-    workers = [asyncio.create_task(worker()) for _ in range(min(config.concurrency, len(jobs)))]
+    workers = [asyncio.create_task(worker()) for _ in range(min(config.concurrency, len(requests)))]
     try:
         await asyncio.gather(*workers)
     except BaseException:
@@ -96,14 +97,26 @@ async def _label_all(
         raise
     finally:
         await client.aclose()
-    return results
+    return [candidate for request_candidates in results for candidate in request_candidates]
+
+
+def local_server_settings(config: TeacherConfig) -> dict[str, Any]:
+    """The embedded server's settings (``LocalServer`` arguments) from ``teacher.local_server``."""
+    local = config.local_server
+    settings: dict[str, Any] = dict(engine=local.engine, startup_timeout_s=local.startup_timeout_s, extra_args=local.extra_args)
+    if local.engine == "vllm":
+        return settings | dict(python=local.python, threads=local.threads, kv_cache_gib=local.kv_cache_gib, max_model_len=local.max_model_len)
+    # transformers serve samples at the temperature its generation config sets: one server per
+    # temperature. vLLM takes each request's own.
+    return settings | dict(temperature=config.temperature, continuous_batching=local.continuous_batching,
+                           kv_cache_tokens=local.kv_cache_tokens, kv_page_tokens=local.kv_page_tokens)
 
 
 def open_teacher_client(
-    config: TeacherConfig, model_dir: str | Path | None, stack: contextlib.ExitStack, probe_tools: tuple[str, list[dict]] | None = None
+    config: TeacherConfig, model_dir: str | Path | None, probe_tools: tuple[str, list[dict]] | None = None
 ) -> TeacherClient:
     """A client for the configured endpoint: ``teacher.base_url``, or the embedded server, which
-    ``stack`` stops when it closes and which starts only on the first cache miss.
+    starts only on the first cache miss and is shared by the whole run (``shared_local_server``).
 
     ``model_dir`` is the model the embedded server serves when ``teacher.local_server.model_dir``
     is not set. A missing API key stops the run here, before anything is sent.
@@ -113,20 +126,10 @@ def open_teacher_client(
         served = Path(config.local_server.model_dir or model_dir or "")
         if not (served / "config.json").exists():
             raise ConfigError(f"teacher.local_server.model_dir: {served} is not a model directory (no config.json)")
-        endpoint_label, model_label = EMBEDDED_ENDPOINT, f"{served.name}@{model_fingerprint(served)[:16]}"
+        endpoint_label, model_label = EMBEDDED_ENDPOINT.format(engine=config.local_server.engine), f"{served.name}@{model_fingerprint(served)[:16]}"
 
         def connect() -> Endpoint:
-            server = stack.enter_context(
-                LocalServer(
-                    served,
-                    temperature=config.temperature,
-                    startup_timeout_s=config.local_server.startup_timeout_s,
-                    continuous_batching=config.local_server.continuous_batching,
-                    kv_cache_tokens=config.local_server.kv_cache_tokens,
-                    kv_page_tokens=config.local_server.kv_page_tokens,
-                    extra_args=config.local_server.extra_args,
-                )
-            )
+            server = shared_local_server(served, **local_server_settings(config))
             return Endpoint(server.base_url, server.model_id, key)
     else:
         endpoint_label, model_label = config.base_url, config.model
@@ -149,21 +152,24 @@ def label_requests(
     if config.temperature == 0 and config.k_samples > 1:
         log.warning("teacher.temperature is 0: the %d samples of a request will mostly be the same answer", config.k_samples)
     prompting = Prompting(FewShotIndex(seed_examples), config.few_shot, config.max_tokens, config.max_tokens_select)
-    jobs = [(request, sample) for request in requests for sample in range(config.k_samples)]
     probe_tools = (requests[0]["id"], requests[0]["tools"]) if config.strategy == "native" and requests else None
-    with contextlib.ExitStack() as stack:
-        client = open_teacher_client(config, model_dir, stack, probe_tools)
-        log.info(
-            "Teacher: %d requests x %d samples, strategy %s, model %s at %s",
-            len(requests), config.k_samples, config.strategy, client.model_label, config.base_url or "the embedded server",
-        )  # fmt: skip
-        started = time.perf_counter()
-        with tqdm(total=len(jobs), desc="teacher", unit="sample", mininterval=1.0) as progress:
-            candidates = asyncio.run(_label_all(jobs, client, config, prompting, progress))
+    client = open_teacher_client(config, model_dir, probe_tools)
+    log.info(
+        "Teacher: %d requests x %d samples, strategy %s, model %s at %s",
+        len(requests), config.k_samples, config.strategy, client.model_label, config.base_url or "the embedded server",
+    )  # fmt: skip
+    started = time.perf_counter()
+    with tqdm(total=len(requests) * config.k_samples, desc="teacher", unit="sample", mininterval=1.0) as progress:
+        candidates = asyncio.run(_label_all(requests, client, config, prompting, progress))
     wall_s = time.perf_counter() - started
     answered = sum(1 for c in candidates if c["error_kind"] is None)
     usage = {
         "strategy": config.strategy,
+        "engine": config.local_server.engine if config.embedded else None,
+        # What actually ran, as the probe found the endpoint (nothing sent: what was asked for).
+        "structured_outputs": _structured_mode(config, client),
+        "samples_drawn": "n" if client.supports_n else ("requests" if config.k_samples > 1 else "single"),
+        "structured_fallbacks": client.usage.structured_fallbacks,
         **usage_record(config, client, wall_s),
         "requests_labelled": len(requests),
         "k_samples": config.k_samples,
@@ -183,6 +189,14 @@ def label_requests(
     return candidates, usage
 
 
+def _structured_mode(config: TeacherConfig, client: TeacherClient) -> str:
+    if config.structured_outputs == "off" or config.strategy == "native":
+        return "off"
+    if client.usage.sent == 0:
+        return f"{config.structured_outputs} (all cached)"
+    return "json_schema" if client.supports_structured else "off (not supported)"
+
+
 def usage_record(config: TeacherConfig, client: TeacherClient, wall_s: float) -> dict[str, Any]:
     """What the client's requests cost: the teacher's accounting, for labelling and judging alike."""
     usage = client.usage
@@ -192,7 +206,8 @@ def usage_record(config: TeacherConfig, client: TeacherClient, wall_s: float) ->
     return {
         "endpoint": client.endpoint_label,
         "model": client.model_label,
-        "requests_sent": usage.sent,
+        "requests_sent": usage.sent,  # responses (samples) that came from the endpoint
+        "http_requests": usage.http_requests,
         "probe_requests": usage.probes,
         "cache_hits": usage.cache_hits,
         "cache_hit_rate": round(usage.cache_hits / max(usage.cache_hits + usage.sent, 1), 4),

@@ -1,4 +1,21 @@
-"""The embedded teacher: ``transformers serve`` on 127.0.0.1, started and stopped by this run.
+"""The embedded teacher: a local OpenAI-compatible server on 127.0.0.1, started and stopped by this run.
+
+Two engines (``teacher.local_server.engine``):
+
+- ``vllm`` (the default): vLLM's OpenAI server, from its own virtual environment
+  (``teacher.local_server.python``; vLLM's pins clash with Neural Compressor's, so it cannot
+  share the project's). It batches continuously, caches shared prompt prefixes, draws a
+  request's k samples from one prefill (``n``) and holds answers to a JSON Schema (structured
+  outputs). Here 2.1x more candidates/s came from giving its engine both cores
+  (``threads: 0-1``; by default it keeps one for the API process) and compact JSON
+  (no free whitespace in the grammar: fewer tokens per answer).
+- ``transformers``: ``transformers serve``, the fallback that needs nothing more than the
+  project's environment.
+
+One server serves a whole run (``shared_local_server``): the teacher's train and validation
+labelling, the judge and the evaluation's teacher row all send to it, and it stops when the
+run ends (``stop_shared_servers``, called by a Kedro hook and at exit). vLLM takes about
+90-130 s to start, once.
 
 Quirks of ``transformers serve`` (5.23) decide how it is started:
 
@@ -17,6 +34,7 @@ pays for, and this made a decomposed run about 1.6x faster here.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import json
@@ -75,6 +93,9 @@ def _die_with_parent() -> None:
         pass
 
 
+ENGINES = ("vllm", "transformers")
+
+
 class LocalServer:
     """``with LocalServer(model_dir, temperature=0.7) as server:`` serves ``server.base_url``
     (OpenAI-compatible, ``.../v1``) with model name ``server.model_id``.
@@ -87,14 +108,26 @@ class LocalServer:
         self,
         model_dir: str | Path,
         *,
-        temperature: float,
+        temperature: float = 0.0,
+        engine: str = "transformers",
+        python: str | Path | None = None,
+        threads: str = "auto",
+        kv_cache_gib: float = 2.0,
+        max_model_len: int = 2048,
         startup_timeout_s: float = 300.0,
         continuous_batching: bool = True,
         kv_cache_tokens: int = 16384,
         kv_page_tokens: int = 32,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        if engine not in ENGINES:
+            raise LocalServerError(f"teacher.local_server.engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         self.model_dir = Path(model_dir).resolve()
+        self.engine = engine
+        self.python = Path(python) if python else Path(sys.executable)
+        self.threads = threads
+        self.kv_cache_gib = kv_cache_gib
+        self.max_model_len = max_model_len
         self.temperature = temperature
         self.startup_timeout_s = startup_timeout_s
         self.continuous_batching = continuous_batching
@@ -113,7 +146,7 @@ class LocalServer:
     @property
     def model_id(self) -> str:
         """The name requests must send: the server is pinned to the directory it was given."""
-        return str(self._served_dir)
+        return self.model_dir.name if self.engine == "vllm" else str(self._served_dir)
 
     @property
     def log_path(self) -> Path:
@@ -126,9 +159,15 @@ class LocalServer:
     def __enter__(self) -> LocalServer:
         if not (self.model_dir / "config.json").exists():
             raise LocalServerError(f"teacher.local_server.model_dir: {self.model_dir} is not a model directory (no config.json)")
+        if self.engine == "vllm" and not self.python.exists():
+            raise LocalServerError(
+                f"teacher.local_server.python: {self.python} does not exist; `make setup` builds vLLM's environment "
+                "there, or set teacher.local_server.engine: transformers"
+            )
         self._workdir = Path(tempfile.mkdtemp(prefix="supertiny-teacher-"))
         try:
-            self._prepare_served_dir()
+            if self.engine == "transformers":
+                self._prepare_served_dir()
             self._start()
             self._wait_until_healthy()
         except BaseException:
@@ -160,16 +199,34 @@ class LocalServer:
             generation.pop("temperature", None)
         (served / "generation_config.json").write_text(json.dumps(generation, indent=2))
 
-    def _start(self) -> None:
-        self.port = free_port()
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """The server's command line and the environment variables it needs besides ours."""
+        if self.engine == "vllm":
+            # The `vllm` console script fails in a plain venv (it asks for the metadata of a
+            # distribution named `vllm`); the module runs the same server.
+            command = [
+                str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+                "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", self.model_id,
+                "--dtype", "bfloat16", "--max-model-len", str(self.max_model_len), "--enable-prefix-caching",
+                "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+                *self.extra_args,
+            ]  # fmt: skip
+            env = {"VLLM_CPU_KVCACHE_SPACE": f"{self.kv_cache_gib:g}", "VLLM_CPU_OMP_THREADS_BIND": self.threads,
+                   "VLLM_NO_USAGE_STATS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+            return command, env
         command = [
             sys.executable, "-m", "transformers.cli.transformers", "serve", str(self._served_dir),
             "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu",
             *(self._batching_args() if self.continuous_batching else []),
             *self.extra_args,
         ]  # fmt: skip
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        log.info("Starting the local teacher: transformers serve %s on port %d", self.model_dir, self.port)
+        return command, {}
+
+    def _start(self) -> None:
+        self.port = free_port()
+        command, engine_env = self._command()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **engine_env}
+        log.info("Starting the local teacher: %s serving %s on port %d", self.engine, self.model_dir, self.port)
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
                 command,
@@ -196,7 +253,7 @@ class LocalServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise LocalServerError(
-                    f"transformers serve exited with code {self.process.returncode} while starting "
+                    f"{self.engine} server exited with code {self.process.returncode} while starting "
                     f"(model {self.model_dir}); its log ends with:\n{self._log_tail()}"
                 )
             try:
@@ -208,7 +265,7 @@ class LocalServer:
                 pass
             time.sleep(0.5)
         raise LocalServerError(
-            f"transformers serve did not answer /health within {self.startup_timeout_s:.0f} s "
+            f"{self.engine} server did not answer /health within {self.startup_timeout_s:.0f} s "
             f"(teacher.local_server.startup_timeout_s); its log ends with:\n{self._log_tail()}"
         )
 
@@ -229,6 +286,31 @@ class LocalServer:
             process.kill()
             process.wait()
         log.info("Stopped the local teacher (pid %d)", process.pid)
+
+
+# One server per (engine, model, settings) for the whole process: every teacher node of a run
+# shares it. Started on first use, stopped by stop_shared_servers (a Kedro hook, and at exit).
+_SHARED: dict[tuple, LocalServer] = {}
+
+
+def shared_local_server(model_dir: str | Path, **settings) -> LocalServer:
+    """The running server for this model and settings, started now if there is none."""
+    key = (str(Path(model_dir).resolve()), tuple(sorted((k, str(v)) for k, v in settings.items())))
+    server = _SHARED.get(key)
+    if server is None or server.process is None or server.process.poll() is not None:
+        server = LocalServer(model_dir, **settings).__enter__()
+        _SHARED[key] = server
+    return server
+
+
+def stop_shared_servers() -> None:
+    """Stop every server shared_local_server started."""
+    while _SHARED:
+        _, server = _SHARED.popitem()
+        server.__exit__(None, None, None)
+
+
+atexit.register(stop_shared_servers)
 
 
 def _raise_system_exit(signum: int, frame: FrameType | None) -> None:

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
-from supertiny.calls import format_calls, parse_calls, tool_names
+from supertiny.calls import answer_schema, format_calls, parse_calls, selection_schema, tool_names
 from supertiny.calls.schema import tool_function
 from supertiny.teacher.client import Completion
 from supertiny.teacher.fewshot import FewShotIndex, request_text
@@ -41,9 +41,12 @@ FILL_SYSTEM = (
 
 
 class Ask(Protocol):
-    """Sends one chat completion for the current sample (``TeacherClient.complete`` with ``sample`` bound)."""
+    """One completion for each sample index (``TeacherClient.complete_samples``); ``schema`` is the
+    JSON Schema the answer must follow where the endpoint has structured outputs."""
 
-    def __call__(self, messages: list[dict], *, max_tokens: int, tools: list[dict] | None = None) -> Awaitable[Completion]: ...
+    def __call__(
+        self, messages: list[dict], *, samples: list[int], max_tokens: int, tools: list[dict] | None = None, schema: dict | None = None
+    ) -> Awaitable[list[Completion]]: ...
 
 
 @dataclass
@@ -150,57 +153,86 @@ def fill_messages(request: dict, tool: dict, prompting: Prompting) -> list[dict]
     return _conversation(system, examples, lambda e: format_calls(calls_of(e)), request)
 
 
-async def answer_native(request: dict, ask: Ask, prompting: Prompting) -> Answer:
-    completion = await ask(request["messages"], max_tokens=prompting.max_tokens, tools=request["tools"])
-    if not completion.ok:
-        return Answer(None, None, None, [completion])
-    if completion.tool_calls:
-        parsed = parse_calls(tool_calls=completion.tool_calls)
-        text = json.dumps(completion.tool_calls, ensure_ascii=False)
-    else:
-        parsed = parse_calls(tool_calls=[])  # a text reply is the model choosing no call
-        text = completion.text
-    return Answer(text, parsed.calls, parsed.error, [completion])
-
-
-async def answer_prompted(request: dict, ask: Ask, prompting: Prompting) -> Answer:
-    completion = await ask(prompted_messages(request, prompting), max_tokens=prompting.max_tokens)
+def _parsed(completion: Completion) -> Answer:
     if not completion.ok:
         return Answer(None, None, None, [completion])
     parsed = parse_calls(completion.text)
     return Answer(completion.text, parsed.calls, parsed.error, [completion])
 
 
-async def answer_decomposed(request: dict, ask: Ask, prompting: Prompting) -> Answer:
-    select = await ask(select_messages(request, prompting), max_tokens=prompting.max_tokens_select)
-    if not select.ok:
-        return Answer(None, None, None, [select])
-    steps: dict = {"select": select.text}
-    chosen = parse_calls(select.text)
-    if not chosen.ok:
-        return Answer(json.dumps(steps, ensure_ascii=False), None, f"select: {chosen.error}", [select])
-    by_name = {tool_function(tool)["name"]: tool for tool in request["tools"]}
-    # Names the request has no tool for cannot be filled; they are dropped here and the
-    # candidate answers with the rest.
-    names = [name for name in dict.fromkeys(call["name"] for call in chosen.calls) if name in by_name]
-    fills = await asyncio.gather(
-        *(ask(fill_messages(request, by_name[name], prompting), max_tokens=prompting.max_tokens) for name in names)
+async def answer_native(request: dict, ask: Ask, prompting: Prompting, samples: list[int]) -> list[Answer]:
+    answers = []
+    for completion in await ask(request["messages"], samples=samples, max_tokens=prompting.max_tokens, tools=request["tools"]):
+        if not completion.ok:
+            answers.append(Answer(None, None, None, [completion]))
+        elif completion.tool_calls:
+            parsed = parse_calls(tool_calls=completion.tool_calls)
+            answers.append(Answer(json.dumps(completion.tool_calls, ensure_ascii=False), parsed.calls, parsed.error, [completion]))
+        else:  # a text reply is the model choosing no call
+            answers.append(Answer(completion.text, [], None, [completion]))
+    return answers
+
+
+async def answer_prompted(request: dict, ask: Ask, prompting: Prompting, samples: list[int]) -> list[Answer]:
+    completions = await ask(
+        prompted_messages(request, prompting), samples=samples, max_tokens=prompting.max_tokens, schema=answer_schema(request["tools"])
     )
-    completions = [select, *fills]
-    if any(not fill.ok for fill in fills):
-        return Answer(None, None, None, completions)
-    steps["fill"] = {name: fill.text for name, fill in zip(names, fills)}
-    text = json.dumps(steps, ensure_ascii=False)
-    calls: list[dict] = []
-    for name, fill in zip(names, fills):
-        parsed = parse_calls(fill.text)
-        if not parsed.ok:
-            return Answer(text, None, f"fill {name}: {parsed.error}", completions)
-        calls.extend(call for call in parsed.calls if call["name"] == name)
-    return Answer(text, calls, None, completions)
+    return [_parsed(completion) for completion in completions]
 
 
-STRATEGIES: dict[str, Callable[[dict, Ask, Prompting], Awaitable[Answer]]] = {
+async def answer_decomposed(request: dict, ask: Ask, prompting: Prompting, samples: list[int]) -> list[Answer]:
+    selects = await ask(
+        select_messages(request, prompting), samples=samples, max_tokens=prompting.max_tokens_select, schema=selection_schema(request["tools"])
+    )
+    by_name = {tool_function(tool)["name"]: tool for tool in request["tools"]}
+    chosen: dict[int, list[str]] = {}  # sample -> the functions its selection names
+    for sample, select in zip(samples, selects):
+        parsed = parse_calls(select.text) if select.ok else None
+        if parsed is not None and parsed.ok:
+            # Names the request has no tool for cannot be filled; they are dropped here and the
+            # candidate answers with the rest.
+            chosen[sample] = [name for name in dict.fromkeys(call["name"] for call in parsed.calls) if name in by_name]
+    # One fill request per function, for every sample that chose it (one prefill with `n`).
+    names = list(dict.fromkeys(name for picked in chosen.values() for name in picked))
+    wanting = {name: [sample for sample in samples if name in chosen.get(sample, ())] for name in names}
+    fills = await asyncio.gather(
+        *(
+            ask(fill_messages(request, by_name[name], prompting), samples=wanting[name], max_tokens=prompting.max_tokens,
+                schema=answer_schema([by_name[name]]))
+            for name in names
+        )
+    )  # fmt: skip
+    fill_of = {(sample, name): fill for name in names for sample, fill in zip(wanting[name], fills[names.index(name)])}
+    answers = []
+    for sample, select in zip(samples, selects):
+        if not select.ok:
+            answers.append(Answer(None, None, None, [select]))
+            continue
+        steps: dict = {"select": select.text}
+        if sample not in chosen:
+            error = parse_calls(select.text).error
+            answers.append(Answer(json.dumps(steps, ensure_ascii=False), None, f"select: {error}", [select]))
+            continue
+        sample_fills = [(name, fill_of[(sample, name)]) for name in chosen[sample]]
+        completions = [select, *(fill for _, fill in sample_fills)]
+        if any(not fill.ok for _, fill in sample_fills):
+            answers.append(Answer(None, None, None, completions))
+            continue
+        steps["fill"] = {name: fill.text for name, fill in sample_fills}
+        text = json.dumps(steps, ensure_ascii=False)
+        calls: list[dict] = []
+        error = None
+        for name, fill in sample_fills:
+            parsed = parse_calls(fill.text)
+            if not parsed.ok:
+                error = f"fill {name}: {parsed.error}"
+                break
+            calls.extend(call for call in parsed.calls if call["name"] == name)
+        answers.append(Answer(text, None if error else calls, error, completions))
+    return answers
+
+
+STRATEGIES: dict[str, Callable[[dict, Ask, Prompting, list[int]], Awaitable[list[Answer]]]] = {
     "native": answer_native,
     "prompted": answer_prompted,
     "decomposed": answer_decomposed,

@@ -34,7 +34,7 @@ LOCAL_STAGES = {
     "pruned_recovered": "pruned_recovered",
 }
 # Stages measured only when student.stages trains them (otherwise their model is the one before).
-OPTIONAL_STAGES = {"student_kd": "kd"}
+OPTIONAL_STAGES = {"student_rl": "rl", "student_kd": "kd"}
 
 
 def _stage_node(stage: str, model: str):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from supertiny.calls import canonical_key, exact_match
+from supertiny.calls import canonical_key, exact_match, tool_names
 from supertiny.errors import ConfigError, SupertinyError
 from supertiny.pipelines.filtering.verifiers import VERIFIERS, Item, majority_verdicts
 
@@ -207,6 +207,9 @@ def filter_candidates(
     report["rate"] = (report["accepted"] / report["candidates"].where(report["candidates"] > 0)).round(4)
     request_ids = {item.request["id"] for item in items}
     accepted_requests = {item.request["id"] for item in accepted}
+    # Functions the requests offer that no kept example calls: the student is taught nothing about them.
+    offered = {name for item in items for name in tool_names(item.request["tools"])}
+    taught = {call["name"] for example in examples for call in example["calls"]}
     summary = {
         "candidates": len(items),
         "requests": len(request_ids),
@@ -216,6 +219,7 @@ def filter_candidates(
         "requests_without_accepted_answer": len(request_ids - accepted_requests),
         "examples_kept": len(examples),
         "examples_from_references": len(from_references),
+        "functions_without_examples": sorted(offered - taught),
         "rejections_by_step": dict(Counter(r["step"] for r in rejections)),
         # null (not NaN, which is not JSON) for a verifier that applied to no candidate
         "by_verifier": {row["name"]: None if pd.isna(row["rate"]) else row["rate"]
@@ -229,6 +233,9 @@ def filter_candidates(
         len(accepted), len(items), 100 * summary["acceptance_rate"], len(examples), len(from_references),
         summary["requests_without_accepted_answer"],
     )
+    if summary["functions_without_examples"]:
+        log.warning("No kept example calls %d offered functions: %s", len(summary["functions_without_examples"]),
+                    ", ".join(summary["functions_without_examples"]))
     return examples, rejections, report, summary
 
 
