@@ -57,7 +57,7 @@ def test_smoke_run_produces_every_output(smoke_outputs):
     models = metrics[metrics.stage != "always_no_call"]
     assert (metrics.n == 4).all() and (models.p50_ms > 0).all() and pd.isna(metrics.p50_ms.iloc[1])  # no model, no latency
     local = metrics.iloc[2:]
-    assert local.constrained.all() and (local.unconstrained_fallbacks == 0).all() and (local.tools_mode == "none").all()
+    assert local.constrained.all() and (local.unconstrained_fallbacks == 0).all() and (local.tools_mode == "names").all()  # student.tools_mode, unchanged by conf/smoke
     report = (outputs / "08_reporting" / "report.md").read_text()
     assert "| student_sft |" in report and "## Filtering" in report and "## Errors of the best student" in report
 
