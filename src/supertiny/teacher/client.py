@@ -14,7 +14,6 @@ URL, model or tool schema is reported, naming the setting, before any other requ
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -22,7 +21,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlparse
 
 import httpx2
 import openai
@@ -132,23 +130,12 @@ def error_kind(error: Exception) -> str:
     return "invalid_response"
 
 
-def is_loopback(base_url: str) -> bool:
-    """True for a server on this machine (which needs no real key)."""
-    host = urlparse(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def api_key(config: TeacherConfig) -> str:
     """The key for ``config.base_url``; a remote endpoint without one is a ConfigError, before any request."""
     value = os.environ.get(config.api_key_env) if config.api_key_env else None
     if value:
         return value
-    if config.embedded or is_loopback(config.base_url):
+    if config.on_this_machine:
         return LOCAL_API_KEY
     if not config.api_key_env:
         raise ConfigError(f"teacher.api_key_env is not set: name the environment variable that holds the API key for {config.base_url}")

@@ -6,9 +6,11 @@ server starts or a request is sent.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from supertiny.errors import ConfigError
 
@@ -65,6 +67,11 @@ class TeacherConfig:
     def embedded(self) -> bool:
         """True when the teacher is the local server this run starts itself."""
         return not self.base_url
+
+    @property
+    def on_this_machine(self) -> bool:
+        """True for the embedded server or a loopback ``base_url``: no key needed, priced as machine time."""
+        return self.embedded or is_loopback(self.base_url)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TeacherConfig:
@@ -143,3 +150,14 @@ def _number(p: dict, key: str, prefix: str, default: float, positive: bool = Fal
         kind = "a positive number" if positive else "a number >= 0"
         raise ConfigError(f"teacher.{prefix}{key} must be {kind}; got {value!r}")
     return float(value)
+
+
+def is_loopback(base_url: str) -> bool:
+    """True for a server on this machine (which needs no real key)."""
+    host = urlparse(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from supertiny.errors import ConfigError
 from supertiny.teacher.cache import ResponseCache
-from supertiny.teacher.client import Endpoint, TeacherClient, api_key, is_loopback
+from supertiny.teacher.client import Endpoint, TeacherClient, api_key
 from supertiny.teacher.config import TeacherConfig
 from supertiny.teacher.fewshot import FewShotIndex
 from supertiny.teacher.server import model_fingerprint, shared_local_server
@@ -56,7 +56,7 @@ def _price(config: TeacherConfig, model: str) -> dict[str, float] | None:
     """USD per 1M prompt / completion tokens; a model on this machine costs nothing."""
     if model in config.prices:
         return config.prices[model]
-    if config.embedded or is_loopback(config.base_url):
+    if config.on_this_machine:
         return {"prompt": 0.0, "completion": 0.0}
     return None
 

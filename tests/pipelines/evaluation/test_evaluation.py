@@ -34,6 +34,7 @@ from supertiny.pipelines.evaluation.nodes import (
     write_report,
 )
 from supertiny.pipelines.evaluation.pipeline import create_pipeline
+from supertiny.teacher import config as teacher_config
 
 _spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
 fake_openai = importlib.util.module_from_spec(_spec)
@@ -208,8 +209,9 @@ def test_predictions_of_all_stages_are_concatenated():
 
 
 def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(requests, tmp_path, monkeypatch):
-    # Priced as an endpoint elsewhere would be (the fake server is on this machine).
-    monkeypatch.setattr(nodes, "is_loopback", lambda base_url: False)
+    # Priced as an endpoint elsewhere would be (the fake server is on this machine), which needs a key.
+    monkeypatch.setattr(teacher_config, "is_loopback", lambda base_url: False)
+    monkeypatch.setenv("SUPERTINY_TEST_KEY", "sk-test")
     answers = {"request 0": LIGHTS_ON, "request 1": [], "request 2": [{"name": "set_lights", "arguments": {"room": "hall", "on": True}}]}
     seen_temperatures, answer_tokens = [], []
 
@@ -222,7 +224,7 @@ def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(
         answer_tokens.append((sum(len(m["content"] or "") for m in body["messages"]) // 4, max(len(content) // 4, 1)))
         return {"role": "assistant", "content": content}
 
-    teacher = {"base_url": None, "model": "teacher", "api_key_env": None, "strategy": "prompted", "k_samples": 4,
+    teacher = {"base_url": None, "model": "teacher", "api_key_env": "SUPERTINY_TEST_KEY", "strategy": "prompted", "k_samples": 4,
                "temperature": 0.9, "max_tokens": 64, "concurrency": 2, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
                "cache_dir": str(tmp_path / "cache"), "prices": {"teacher": {"prompt": 1.0, "completion": 2.0}}}
     with fake_openai.FakeOpenAI(reply=reply) as server:

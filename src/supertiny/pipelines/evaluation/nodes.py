@@ -33,7 +33,6 @@ from supertiny.inference import generate_answers, sample_requests, score_request
 from supertiny.latency import measure_latency
 from supertiny.prompt import prompt_text
 from supertiny.teacher import TeacherConfig, label_requests
-from supertiny.teacher.client import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +179,7 @@ def evaluate_teacher(
     # an answer that did not parse is scored from its text, which fails the same way.
     texts = [format_calls(c["calls"]) if c["calls"] is not None else (c["text"] or "") for c in candidates]
     predictions, metrics = score_requests(requests, texts)
-    if config.embedded or is_loopback(config.base_url):
+    if config.on_this_machine:
         cost_per_1k = machine_cost_per_1k(teacher_seconds_per_request(candidates, config.concurrency), params["price_per_hour_usd"])
     else:
         cost_per_1k = _token_cost_per_1k(candidates, usage["price_usd_per_1m_tokens"])
