@@ -297,9 +297,12 @@ def shared_local_server(model_dir: str | Path, **settings) -> LocalServer:
     """The running server for this model and settings, started now if there is none."""
     key = (str(Path(model_dir).resolve()), tuple(sorted((k, str(v)) for k, v in settings.items())))
     server = _SHARED.get(key)
-    if server is None or server.process is None or server.process.poll() is not None:
-        server = LocalServer(model_dir, **settings).__enter__()
-        _SHARED[key] = server
+    if server is not None and server.process is not None and server.process.poll() is None:
+        return server
+    if server is not None:  # it died: release its working folder and signal handler first
+        server.__exit__(None, None, None)
+    server = LocalServer(model_dir, **settings).__enter__()
+    _SHARED[key] = server
     return server
 
 

@@ -202,7 +202,7 @@ async def answer_decomposed(request: dict, ask: Ask, prompting: Prompting, sampl
             for name in names
         )
     )  # fmt: skip
-    fill_of = {(sample, name): fill for name in names for sample, fill in zip(wanting[name], fills[names.index(name)])}
+    fill_of = {(sample, name): fill for name, name_fills in zip(names, fills) for sample, fill in zip(wanting[name], name_fills)}
     answers = []
     for sample, select in zip(samples, selects):
         if not select.ok:
