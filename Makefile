@@ -24,7 +24,7 @@ export TOKENIZERS_PARALLELISM := false
 VIZ_HOST ?= 127.0.0.1
 VIZ_PORT ?= 4141
 
-.PHONY: setup run smoke test viz viz-install viz-check clean-outputs
+.PHONY: setup run smoke test viz viz-install viz-check clean-outputs clean-teacher-cache
 
 setup: $(SETUP_STAMP) $(TEACHER_STAMP)
 
@@ -69,6 +69,12 @@ viz: viz-install
 viz-check: viz-install
 	$(BIN)/python scripts/check_viz.py
 
-# Everything the pipelines wrote (committed demo inputs in data/01_raw stay).
-clean-outputs:
-	git clean -fdX data/
+# What the pipelines wrote, as every environment's catalog names their outputs (`--dry-run`
+# lists it: make clean-outputs CLEAN_ARGS=--dry-run). Sources in data/01_raw (yours too), the
+# teacher's response cache and the MLflow store stay.
+clean-outputs: | $(SETUP_STAMP)
+	$(BIN)/python -m supertiny.clean outputs $(CLEAN_ARGS)
+
+# The teacher's response cache: paid responses, so it asks first; FORCE=1 does not ask.
+clean-teacher-cache: | $(SETUP_STAMP)
+	$(BIN)/python -m supertiny.clean teacher-cache $(if $(filter 1,$(FORCE)),--yes)

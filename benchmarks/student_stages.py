@@ -64,6 +64,7 @@ def teacher_accuracy(requests: list[dict], context: Any) -> dict[str, Any]:
 
 def probe_sft_memory(project: Path, env: str | None, steps: int, checkpointing: bool) -> dict[str, Any]:
     """Run ``steps`` SFT steps in this process; the peak memory and speed the stage logged."""
+    from supertiny.runtime import resolve_device
     from supertiny.training.sft import run_sft
 
     context = load_context(project, env)
@@ -72,7 +73,7 @@ def probe_sft_memory(project: Path, env: str | None, steps: int, checkpointing: 
     args |= {"max_steps": steps, "logging_steps": 1, "activation_checkpointing": checkpointing}
     student["sft"]["early_stopping_patience"] = None
     rows = context.catalog.load("distill_train")[: steps * args["per_device_train_batch_size"] * args.get("gradient_accumulation_steps", 1)]
-    _, log = run_sft(context.catalog.load("base_model"), rows, [], student)
+    _, log = run_sft(context.catalog.load("base_model"), rows, [], student, resolve_device(context.params["runtime"]))
     closing = log[-1]  # the trainer's closing log: totals over the run
     return {
         "peak_rss_mb": max(row["peak_rss_mb"] for row in log),

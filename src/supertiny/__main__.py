@@ -16,6 +16,12 @@ def main(*args, **kwargs) -> Any:
     interactive = hasattr(sys, 'ps1')
     kwargs["standalone_mode"] = not interactive
 
+    # `supertiny serve` and `supertiny shadow` are the project's own commands; anything else is
+    # `kedro run` and its options.
+    if sys.argv[1:2] in (["serve"], ["shadow"]):
+        from supertiny.cli import cli
+
+        return cli(*args, **kwargs)
     run = find_run_command(package_name)
     return run(*args, **kwargs)
 

@@ -10,3 +10,8 @@ class SupertinyError(Exception):
 
 class ConfigError(SupertinyError, ValueError):
     """A setting in conf/ that cannot work; the message names the setting and what to set."""
+
+
+class DataError(SupertinyError):
+    """Input data that cannot work as a whole (an empty source, one whose rows were mostly
+    rejected); the message names the dataset and what was found."""

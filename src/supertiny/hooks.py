@@ -1,24 +1,45 @@
 """Project hooks: settings are checked before a run starts, a run that evaluated ends by
-printing its table, and that table's numbers go to the run's MLflow record."""
+printing its table, that table's numbers go to the run's MLflow record, and under
+``accelerate launch`` only the main process writes the catalog."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset, MemoryDataset
 
 from supertiny.compression.settings import check_params as check_compression
+from supertiny.errors import SupertinyError
+from supertiny.pipelines.data.nodes import check_params as check_data
 from supertiny.pipelines.filtering.nodes import check_params as check_filtering
+from supertiny.teacher.config import check_params as check_teacher
+from supertiny.runtime import (
+    Device,
+    is_main_process,
+    join_processes,
+    launched_processes,
+    leave_processes,
+    resolve_device,
+    wait_for_everyone,
+)
 from supertiny.training.settings import check_params as check_student
 
 # A parameter section, and the function that raises ConfigError when it cannot work.
 PARAMETER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "data": check_data,
+    "teacher": check_teacher,
     "filtering": check_filtering,
-    "student": check_student,
     "compression": check_compression,
+}
+# Sections whose check also needs the device that runtime.device resolves to.
+DEVICE_CHECKS: dict[str, Callable[[dict[str, Any], Device], None]] = {
+    "student": check_student,
 }
 
 
@@ -29,6 +50,80 @@ class ParameterChecks:
         for section, check in PARAMETER_CHECKS.items():
             if section in used:
                 check(catalog.load(f"params:{section}"))
+        if "runtime" in used:
+            device = resolve_device(catalog.load("params:runtime"))
+            for section, check in DEVICE_CHECKS.items():
+                if section in used:
+                    check(catalog.load(f"params:{section}"), device)
+
+
+class SavedByMainProcess(AbstractDataset):
+    """A catalog dataset as a non-main process of a launch sees it: it loads what the main
+    process saved; its own saves are skipped."""
+
+    def __init__(self, dataset: AbstractDataset) -> None:
+        self._dataset = dataset
+
+    def load(self) -> Any:
+        return self._dataset.load()
+
+    def save(self, data: Any) -> None:
+        pass  # the main process saves it
+
+    def _exists(self) -> bool:
+        return self._dataset.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"saved_by_main_process": str(self._dataset)}
+
+
+class MainProcessWrites:
+    """Under ``accelerate launch`` every process runs ``kedro run`` (each trainer needs them all),
+    but only the main process writes the catalog: the other processes' saves are skipped, and
+    every process waits after each save until it is written, so that a later node anywhere
+    reads what the main process saved. The other processes' hooks of plugins (MLflow) are off
+    (``settings.DISABLE_HOOKS_FOR_PLUGINS``)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if launched_processes() == 1:
+            return
+        # Only the student's training needs every process; anything else would run N times.
+        from supertiny.pipelines.student.pipeline import create_pipeline
+
+        others = sorted({node.name for node in pipeline.nodes} - {node.name for node in create_pipeline().nodes})
+        if others:
+            raise SupertinyError(
+                f"accelerate launch started {launched_processes()} processes, and each of them would run {others[:4]}"
+                f"{' ...' if len(others) > 4 else ''}: launch only `kedro run --pipelines student`, "
+                "and run the other pipelines with a plain `kedro run`"
+            )
+        mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        if mixed_precision != "no":
+            raise SupertinyError(
+                f"accelerate launch asks for {mixed_precision} mixed precision: set it per stage in "
+                "student.<stage>.args.bf16 (checked against the device), and launch with --mixed_precision no"
+            )
+        join_processes(resolve_device(catalog.load("params:runtime")))
+        if not is_main_process():
+            replacing = logging.getLogger("kedro.io.data_catalog")
+            level = replacing.level
+            replacing.setLevel(logging.ERROR)  # else one "Replacing dataset" warning a dataset
+            try:
+                for name in sorted(pipeline.all_outputs()):
+                    dataset = catalog.get(name)
+                    if dataset is not None and not isinstance(dataset, MemoryDataset):  # memory is each process's own
+                        catalog[name] = SavedByMainProcess(dataset)
+            finally:
+                replacing.setLevel(level)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        wait_for_everyone()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        leave_processes()
 
 
 class StageTable:
@@ -93,7 +188,14 @@ class StageMetricsToMlflow:
 
 class SharedTeacherServer:
     """Stops the embedded teacher server when a run ends: one server serves all of a run's
-    teacher nodes (labelling, judging, the evaluation's teacher row), started on first use."""
+    teacher nodes (labelling, judging, the evaluation's teacher row), started on first use.
+    Their spending is one account too, started afresh with each run (``teacher.max_cost_usd``)."""
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        from supertiny.teacher.client import RUN_SPENDING
+
+        RUN_SPENDING.reset()
 
     @hook_impl
     def after_pipeline_run(self) -> None:

@@ -89,6 +89,25 @@ def _engine_message(error: Exception) -> str:
     return re.sub(r"^\[[^\]]*\] \S+:\d+: ", "", str(error).strip())
 
 
+def answer_grammars(
+    model: Any, tokenizer: Any, requests: list[dict], max_calls: int | None, unconstrained: dict[str, str] | None = None
+) -> list[Any]:
+    """Each request's compiled answer grammar (``AnswerGrammars``), or None where its schema is
+    not a grammar: that request is answered unconstrained, logged, and noted in
+    ``unconstrained`` (request id -> why) when given."""
+    compiler = AnswerGrammars(tokenizer, model.config.vocab_size, max_calls)
+    grammars: list[Any] = []
+    for request in requests:
+        try:
+            grammars.append(compiler.compile(request["tools"]))
+        except GrammarError as error:
+            grammars.append(None)
+            if unconstrained is not None:
+                unconstrained[request["id"]] = str(error)
+            log.warning("Request %s answered unconstrained: its answer schema is not a grammar (%s)", request["id"], error)
+    return grammars
+
+
 @dataclass(frozen=True)
 class GeneratedAnswers:
     """Each request's answer text, in request order, and the requests answered without their
@@ -116,16 +135,8 @@ def generate_answers(
     reason and listed in the result's ``unconstrained``; the other requests keep their grammars.
     """
     prompts = [prompt_text(request, tokenizer, tools_mode) for request in requests]
-    grammars: list[Any] = [None] * len(requests)
     unconstrained: dict[str, str] = {}
-    if constrained:
-        compiler = AnswerGrammars(tokenizer, model.config.vocab_size, max_calls)
-        for position, request in enumerate(requests):
-            try:
-                grammars[position] = compiler.compile(request["tools"])
-            except GrammarError as error:
-                unconstrained[request["id"]] = str(error)
-                log.warning("Request %s answered unconstrained: its answer schema is not a grammar (%s)", request["id"], error)
+    grammars = answer_grammars(model, tokenizer, requests, max_calls, unconstrained) if constrained else [None] * len(requests)
     # A batch shares one logits processor, so requests with and without a grammar go in separate
     # batches, each of prompts of similar length.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

@@ -10,7 +10,9 @@ tokens/s is what weight bandwidth bounds, prefill is what prompt length costs.
 
 The physical bound: a decode step reads every weight of every matmul once (the output head
 included, of an embedding table only one row), so tokens/s can never exceed memory bandwidth
-divided by those bytes. ``memory_bandwidth_gbs`` measures the bandwidth here;
+divided by those bytes. ``measure_served_latency`` times the path ``supertiny serve`` answers
+with (``decoding.Decoder``: its own loop, grammar jump-forward, a cached prompt prefix), which
+is what the stage table reports. ``memory_bandwidth_gbs`` measures the bandwidth here;
 ``weight_bytes_per_token`` counts the bytes.
 """
 
@@ -37,6 +39,7 @@ class Latency:
     new_tokens: int  # per request: exactly this many, or at most this many when timed to the end
     requests: int
     threads: int
+    forward_calls_per_answer: float | None = None  # model steps per answer (fast path: fewer than its tokens)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +94,7 @@ def measure_latency(
     torch.set_num_threads(threads)
     try:
         model.eval()
-        encoded = [tokenizer(text, return_tensors="pt", add_special_tokens=False) for text in prompts]
+        encoded = [tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device) for text in prompts]
         for index, inputs in enumerate(encoded[:warmup]):
             _generate(model, tokenizer, inputs, new_tokens, _TokenClock(), to_end, processors(index))
         totals, prefills, decode_times, generated = [], [], [], []
@@ -135,6 +138,42 @@ def _generate(
     )
     if not to_end and len(clock.times) != new_tokens:
         raise RuntimeError(f"generate produced {len(clock.times)} tokens, not {new_tokens}")
+
+
+@torch.inference_mode()
+def measure_served_latency(
+    decoder: Any, prompts: Sequence[str], grammars: Sequence[Any | None], *, max_new_tokens: int, threads: int = 2, warmup: int = 1
+) -> Latency:
+    """Time each prompt's whole answer as ``supertiny serve`` writes it: batch 1, greedy, on the
+    fast path (``decoding.Decoder``), under its grammar where one is given, to its end.
+
+    Prefill is prompt in, first answer token out; decode tokens/s counts every answer token
+    after the first (jump-forward's forced tokens included: they are what the caller gets) over
+    the time after the first."""
+    if not prompts:
+        raise ValueError("measure_served_latency needs at least one prompt")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for prompt, grammar in list(zip(prompts, grammars, strict=True))[:warmup]:
+            decoder.generate(prompt, grammar, max_new_tokens)
+        answers = [decoder.generate(prompt, grammar, max_new_tokens) for prompt, grammar in zip(prompts, grammars, strict=True)]
+    finally:
+        torch.set_num_threads(previous_threads)
+    totals_ms = np.array([answer.total_s for answer in answers]) * 1000
+    decoded = sum(max(len(answer.token_ids) - 1, 0) for answer in answers)
+    decode_s = sum(answer.token_times[-1] - answer.token_times[0] for answer in answers if len(answer.token_times) > 1)
+    return Latency(
+        p50_ms=round(float(np.percentile(totals_ms, 50)), 1),
+        p95_ms=round(float(np.percentile(totals_ms, 95)), 1),
+        prefill_p50_ms=round(float(np.percentile([answer.prefill_s * 1000 for answer in answers], 50)), 1),
+        decode_tokens_per_s=round(decoded / decode_s, 2) if decoded and decode_s > 0 else None,
+        tokens_per_s=round(sum(len(answer.token_ids) for answer in answers) / (totals_ms.sum() / 1000), 2),
+        new_tokens=max_new_tokens,
+        requests=len(answers),
+        threads=threads,
+        forward_calls_per_answer=round(float(np.mean([answer.forward_calls for answer in answers])), 2),
+    )
 
 
 def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5, threads: int = 2) -> float:

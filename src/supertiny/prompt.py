@@ -150,3 +150,22 @@ def end_of_turn(tokenizer: Any) -> str:
 def target_text(calls: list[dict], tokenizer: Any) -> str:
     """The answer the student learns to write: the canonical calls and the end of its turn."""
     return format_calls(calls) + end_of_turn(tokenizer)
+
+
+def shared_prefix_ids(tokenizer: Any, tools_mode: str) -> list[int]:
+    """The token ids every prompt of this format starts with (the template's system part and the
+    instruction), whatever the request: a server computes their KV cache once.
+
+    Found as the common start of two prompts that share nothing but the format, less its last
+    token, which a request's own text can merge with (byte-level BPE joins a space to the next
+    word)."""
+    def tool(name: str) -> dict:
+        return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+
+    first = {"messages": [{"role": "user", "content": "alpha"}], "tools": [tool("aaa")]}
+    second = {"messages": [{"role": "user", "content": "Zulu 9"}], "tools": [tool("zzz_other")]}
+    ids = [tokenizer(prompt_text(request, tokenizer, tools_mode), add_special_tokens=False)["input_ids"] for request in (first, second)]
+    common = 0
+    while common < min(map(len, ids)) and ids[0][common] == ids[1][common]:
+        common += 1
+    return ids[0][: max(common - 1, 0)]

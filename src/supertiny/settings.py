@@ -6,14 +6,17 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
-from supertiny.hooks import ParameterChecks, SharedTeacherServer, StageMetricsToMlflow, StageTable
+from supertiny.hooks import MainProcessWrites, ParameterChecks, SharedTeacherServer, StageMetricsToMlflow, StageTable
+from supertiny.runtime import is_main_process
 
 # Kedro 1.7 itself calls an OmegaConf function that warns it is deprecated, on every run;
 # the notice is about Kedro's code, not the project's configuration.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
-# kedro-mlflow's own hook (the run, the parameters) registers itself from its package.
-HOOKS = (ParameterChecks(), StageTable(), StageMetricsToMlflow(), SharedTeacherServer())
+# kedro-mlflow's own hook (the run, the parameters) registers itself from its package; in the
+# other processes of an `accelerate launch` it is off, so that a launch is one MLflow run.
+HOOKS = (ParameterChecks(), MainProcessWrites(), StageTable(), StageMetricsToMlflow(), SharedTeacherServer())
+DISABLE_HOOKS_FOR_PLUGINS = () if is_main_process() else ("kedro_mlflow",)
 
 
 def project_path(path: str) -> str:

@@ -18,6 +18,7 @@ from supertiny.compression.pruning import (
     slim_mlp,
 )
 from supertiny.compression.training import calibration_batches, fine_tune
+from supertiny.runtime import CPU
 from supertiny.training.data import sft_dataset
 
 
@@ -36,7 +37,8 @@ def test_inc_pruning_during_fine_tuning_then_slimming_gives_a_smaller_model_that
     pruning = compression_params["pruning"]
     manager = prepare_compression(model, mlp_pruning_config(pruning))
     dataset = sft_dataset(distill_rows[:4], tokenizer, "names")
-    losses = fine_tune(model, tokenizer, dataset, pruning["training"], max_length=256, seed=0, callbacks=[INCPruningCallback(manager)])
+    losses = fine_tune(model, tokenizer, dataset, pruning["training"], max_length=256, seed=0, device=CPU,
+                       callbacks=[INCPruningCallback(manager)])
     assert len(losses) == pruning["training"]["steps"]
 
     names = matching_modules(model, pruning["mlp"]["op_names"])

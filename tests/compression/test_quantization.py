@@ -1,20 +1,25 @@
 """Quantisation: every method saves through the catalog's ModelDataset, smaller, and loads again
-in a fresh process with the same greedy output; unsupported settings fail before any work."""
+in a fresh process with the same layers and greedy output, from safetensors only (a crafted
+pickle is never run); unsupported settings fail before any work."""
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from supertiny.compression.quantization import Recipe, quantize
+from supertiny.compression.quantization import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe, quantize
 from supertiny.compression.settings import check_quantization
 from supertiny.compression.training import calibration_batches
 from supertiny.datasets import ModelBundle, ModelDataset
-from supertiny.errors import ConfigError
+from supertiny.errors import ConfigError, SupertinyError
 from supertiny.latency import weight_bytes_per_token
 
 PROMPT = "turn on the kitchen lights"
@@ -26,7 +31,7 @@ RECIPES = [
     Recipe("torch_dynamic_int8"),
 ]
 # Loads each saved directory through the catalog's dataset in a new interpreter, and prints the
-# greedy continuation of PROMPT for each.
+# greedy continuation of PROMPT and the layer types for each.
 LOADER = """
 import json, sys
 from supertiny.datasets import ModelDataset
@@ -36,7 +41,8 @@ for path in sys.argv[1:]:
     model, tokenizer = directory.load_model(), directory.load_tokenizer()
     inputs = tokenizer(%r, return_tensors="pt")
     tokens = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
-    out[path] = tokens[0, inputs["input_ids"].shape[1]:].tolist()
+    layers = {name: type(module).__name__ for name, module in model.named_modules()}
+    out[path] = [tokens[0, inputs["input_ids"].shape[1]:].tolist(), layers]
 print(json.dumps(out))
 """ % PROMPT
 
@@ -45,6 +51,16 @@ def _greedy(model, tokenizer) -> list[int]:
     inputs = tokenizer(PROMPT, return_tensors="pt")
     tokens = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
     return tokens[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+class _Payload:
+    """Unpickling this runs ``os.system``: what a crafted weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 def test_each_method_round_trips_through_the_catalog_in_a_fresh_process(tiny_model, distill_rows, tmp_path):
@@ -64,13 +80,36 @@ def test_each_method_round_trips_through_the_catalog_in_a_fresh_process(tiny_mod
             # Otherwise the float table is stored besides the quantised head it was tied to,
             # and the tiny model, mostly embedding, grows.
             assert dataset.load().size_bytes < float_size, recipe
-        expected[path] = _greedy(model, tiny_model.tokenizer)
+        layers = {name: type(module).__name__ for name, module in model.named_modules()}
+        expected[path] = [_greedy(model, tiny_model.tokenizer), layers]
         paths.append(path)
+        # Plain tensors only: the weights are one safetensors file, and no pickle is written.
+        saved = Path(dataset.load().path)
+        assert not [f.name for f in saved.iterdir() if f.suffix in (".pt", ".bin", ".pkl")], recipe
+        with safe_open(str(saved / WEIGHTS_FILE), framework="pt") as weights:
+            assert len(list(weights.keys())) > 0
 
     result = subprocess.run([sys.executable, "-c", LOADER, *paths], capture_output=True, text=True, timeout=600)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.mark.parametrize("weights_file", [WEIGHTS_FILE, *PICKLED_WEIGHTS])
+def test_a_crafted_pickle_in_a_quantized_model_is_refused_without_running(tiny_model, tmp_path, weights_file):
+    import copy
+
+    recipe = Recipe("torch_dynamic_int8")
+    dataset = ModelDataset(filepath=str(tmp_path / "q"))
+    dataset.save(ModelBundle(quantize(copy.deepcopy(tiny_model.model), recipe), tiny_model.tokenizer, recipe))
+    directory = dataset.load()
+    marker = tmp_path / "payload-ran"
+    (directory.path / WEIGHTS_FILE).unlink()
+    (directory.path / weights_file).write_bytes(pickle.dumps({"weight": _Payload(marker)}))
+
+    with pytest.raises(SupertinyError, match=r"quantized_model\.safetensors"):
+        directory.load_model()
+    assert not marker.exists()
 
 
 def test_dynamic_int8_reads_a_quarter_of_the_weight_bytes(fresh_tiny):

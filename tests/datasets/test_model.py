@@ -48,3 +48,31 @@ def test_saving_something_else_is_refused_and_leaves_nothing(tmp_path):
 def test_remote_filesystems_are_refused():
     with pytest.raises(DatasetError, match="local filesystem"):
         ModelDataset(filepath="s3://bucket/model")
+
+
+class _Payload:
+    """Unpickling this runs ``os.system``: what a crafted weights file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_model_directory_with_a_crafted_pickle_is_refused_without_running(tmp_path, tiny_model):
+    import pickle
+
+    dataset = ModelDataset(filepath=str(tmp_path / "model"))
+    dataset.save(tiny_model)
+    directory = dataset.load()
+    marker = tmp_path / "payload-ran"
+    (directory.path / "model.safetensors").unlink()
+    (directory.path / "pytorch_model.bin").write_bytes(pickle.dumps({"model.embed_tokens.weight": _Payload(marker)}))
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+        directory.load_model()
+    with pytest.raises(TypeError, match="weights_only=False"):
+        directory.load_model(weights_only=False)
+    assert not marker.exists()

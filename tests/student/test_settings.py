@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from supertiny.errors import ConfigError
+from supertiny.runtime import CPU
 from supertiny.training.data import check_lengths
 from supertiny.training.settings import check_examples, check_params, lora_config
 
@@ -29,7 +30,7 @@ def rows(tool_catalog) -> list[dict]:
 
 
 def test_the_shipped_parameters_pass(student):
-    check_params(student)
+    check_params(student, CPU)
     smoke = yaml.safe_load((CONF / "smoke" / "parameters_student.yml").read_text())["student"]
     assert smoke["stages"] == ["sft", "rl", "kd"]
 
@@ -63,7 +64,7 @@ def with_change(student: dict, path: str, value) -> dict:
 )
 def test_bad_settings_are_named(student, path, value, message):
     with pytest.raises(ConfigError) as error:
-        check_params(with_change(student, path, value))
+        check_params(with_change(student, path, value), CPU)
     assert message in str(error.value)
 
 

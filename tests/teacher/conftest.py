@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from supertiny.teacher import TeacherConfig
+from supertiny.teacher.client import RUN_SPENDING
 
 # The fake server lives next to the tests and is also run alone by the benchmarks.
 _spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).with_name("fake_openai.py"))
@@ -48,6 +49,14 @@ TOOLS = [LIGHTS, TIMER]
 
 def request(number: int, text: str, reference: list[dict] | None = None) -> dict:
     return {"id": f"r{number}", "messages": [{"role": "user", "content": text}], "tools": TOOLS, "reference": reference, "meta": {}}
+
+
+@pytest.fixture(autouse=True)
+def fresh_spending():
+    """Each test is a run of its own: its spending starts at zero (a kedro run's hook does this)."""
+    RUN_SPENDING.reset()
+    yield RUN_SPENDING
+    RUN_SPENDING.reset()
 
 
 @pytest.fixture

@@ -28,6 +28,11 @@ PROBE_TEXT = "Reply OK."
 STRUCTURED_PROBE_KEYS = {"ok"}
 
 
+def is_probe(body: dict) -> bool:
+    """The client's probes start with PROBE_TEXT (the native one goes on to ask for a call)."""
+    return (body["messages"][-1]["content"] or "").startswith(PROBE_TEXT)
+
+
 def default_reply(body: dict) -> dict:
     """An assistant message that answers the teacher's prompts in their expected format."""
     system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
@@ -55,6 +60,7 @@ class FakeOpenAI:
         latency_s: float = 0.0,
         failures: list[tuple[int, dict[str, str]]] | None = None,
         status: int | None = None,
+        status_message: str | None = None,
         hang: bool = False,
         spare_probe: bool = True,
         models: list[str] | None = ("teacher",),
@@ -65,11 +71,13 @@ class FakeOpenAI:
         structured: bool = False,
         reject_schema: Callable[[dict], bool] | None = None,
         honour_n: bool = False,
+        quote_key: bool = False,
         port: int = 0,
     ) -> None:
         self.latency_s = latency_s
         self.failures = list(failures or [])
         self.status = status
+        self.status_message = status_message  # what the scripted status says (a 400's reason)
         self.hang = hang
         self.spare_probe = spare_probe
         self.models = list(models) if models is not None else None  # None: any model name is served
@@ -80,6 +88,7 @@ class FakeOpenAI:
         self.structured = structured  # follows response_format (answers the probe's schema)
         self.reject_schema = reject_schema  # 400 for a response_format schema it says True to
         self.honour_n = honour_n  # n choices per request (else one, as transformers serve)
+        self.quote_key = quote_key  # every error message quotes the key it was sent (as careless servers do)
         self.bodies: list[dict] = []  # every chat completion body received, probes included
         self.arrivals: list[float] = []
         self.in_flight = 0
@@ -102,12 +111,12 @@ class FakeOpenAI:
     def chat_requests(self) -> list[dict]:
         """Chat completion bodies other than the client's probe."""
         with self._lock:
-            return [body for body in self.bodies if body["messages"][-1]["content"] != PROBE_TEXT]
+            return [body for body in self.bodies if not is_probe(body)]
 
     @property
     def probes(self) -> int:
         with self._lock:
-            return sum(1 for body in self.bodies if body["messages"][-1]["content"] == PROBE_TEXT)
+            return sum(1 for body in self.bodies if is_probe(body))
 
     def __enter__(self) -> FakeOpenAI:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -120,13 +129,20 @@ class FakeOpenAI:
         self._httpd.server_close()
 
     def _answer_chat(self, body: dict, headers: Any) -> tuple[int, dict[str, str], dict]:
+        status, extra, payload = self._chat(body, headers)
+        if self.quote_key and "error" in payload:
+            presented = (headers.get("Authorization") or "").removeprefix("Bearer ")
+            payload["error"]["message"] += f" (request sent with key {presented})"
+        return status, extra, payload
+
+    def _chat(self, body: dict, headers: Any) -> tuple[int, dict[str, str], dict]:
         with self._lock:
             self.bodies.append(body)
             self.arrivals.append(time.monotonic())
             failure = self.failures.pop(0) if self.failures else None
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        scripted = not (self.spare_probe and body["messages"][-1]["content"] == PROBE_TEXT)
+        scripted = not (self.spare_probe and is_probe(body))
         try:
             if self.hang and scripted:
                 self._stopping.wait(60)
@@ -139,7 +155,7 @@ class FakeOpenAI:
                 status, extra = failure
                 return status, extra, {"error": {"message": f"scripted failure {status}"}}
             if self.status is not None and scripted:
-                return self.status, {}, {"error": {"message": f"scripted status {self.status}"}}
+                return self.status, {}, {"error": {"message": self.status_message or f"scripted status {self.status}"}}
             if self.models is not None and body.get("model") not in self.models:
                 return 404, {}, {"error": {"message": f"The model `{body.get('model')}` does not exist"}}
             if self.reject_tools and body.get("tools"):

@@ -9,6 +9,7 @@ from fake_openai import FakeOpenAI
 
 from supertiny.errors import ConfigError
 from supertiny.teacher import TeacherConfig, label_requests
+from supertiny.teacher import config as teacher_config
 
 
 def closed_port() -> int:
@@ -88,3 +89,102 @@ def test_a_server_failing_the_probe_stops_the_run(requests, make_config):
 def test_bad_settings_name_the_key(params, message):
     with pytest.raises(ConfigError, match=message):
         TeacherConfig.from_params(params)
+
+
+def test_a_fully_cached_run_needs_no_api_key(requests, make_config, make_request, monkeypatch):
+    monkeypatch.setattr(teacher_config, "is_loopback", lambda base_url: False)  # as an endpoint elsewhere
+    with FakeOpenAI(api_key="sk-right") as server:
+        config = make_config(server, api_key_env="SUPERTINY_TEST_KEY")
+        monkeypatch.setenv("SUPERTINY_TEST_KEY", "sk-right")
+        first, _ = label_requests(requests, [], config)
+        monkeypatch.delenv("SUPERTINY_TEST_KEY")
+        sent = len(server.bodies)
+        again, usage = label_requests(requests, [], config)
+        assert len(server.bodies) == sent
+    assert usage["cache_hits"] == len(requests) and [c["calls"] for c in again] == [c["calls"] for c in first]
+    # One request that is not cached needs the key, and says so before sending anything.
+    with pytest.raises(ConfigError, match=r"SUPERTINY_TEST_KEY \(teacher.api_key_env\) is not set"):
+        label_requests([make_request(9, "switch the bedroom lights off")], [], config)
+
+
+def test_a_native_endpoint_that_ignores_tools_is_caught_by_the_probe(requests, make_config):
+    # transformers serve with a chat template without tools: every answer is text.
+    with FakeOpenAI(reply=lambda body: {"role": "assistant", "content": "OK"}) as server:
+        with pytest.raises(ConfigError, match=r"answered the probe, which asks for a call of set_lights .* ignores `tools`.*teacher.strategy: prompted"):
+            label_requests(requests, [], make_config(server, strategy="native"))
+        assert server.chat_requests == [] and server.probes == 1
+        assert server.bodies[0]["tools"] == requests[0]["tools"]
+
+
+def test_a_first_answer_without_a_call_is_said_for_every_strategy(requests, make_config, caplog):
+    # An endpoint that answers everything with [] ("no call"): the first request that needs a call says so.
+    with FakeOpenAI(reply=lambda body: {"role": "assistant", "content": "[]"}) as server, caplog.at_level("WARNING", logger="supertiny"):
+        label_requests(requests[4:] + requests[:2], [], make_config(server, strategy="decomposed", k_samples=2))
+        # r1 (the first that needs a call) went before the others.
+        assert "kitchen" in server.chat_requests[0]["messages"][-1]["content"]
+    warning = next(r.getMessage() for r in caplog.records if "which needs a call" in r.getMessage())
+    assert "request r1, which needs a call (set_lights), with no call in 2 of 2 samples" in warning
+    assert "filtering.max_no_call_share" in warning
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens.",
+         r"refused the probe request as longer than the model's context .*lower teacher.max_tokens"),
+        ("Unrecognized request argument supplied: response_format", r"does not take a parameter .*teacher.structured_outputs: off"),
+        ("temperature: extra inputs are not permitted", r"does not take a parameter .*check teacher.temperature"),
+        ("The model `teacher` does not exist", r"teacher.model 'teacher' is not served"),
+        ("something else entirely", r"rejected the probe request \(Error code: 400 - something else entirely\)"),
+    ],
+)
+def test_a_400_during_the_probe_is_reported_by_what_the_endpoint_said(requests, make_config, message, expected):
+    with FakeOpenAI(status=400, status_message=message, spare_probe=False) as server:
+        with pytest.raises(ConfigError, match=expected):
+            label_requests(requests, [], make_config(server, max_retries=0))
+        assert server.chat_requests == []
+
+
+def test_a_400_on_the_first_request_stops_the_run_with_what_the_endpoint_said(requests, make_config):
+    # The probe is short; the first real prompt is too long for the model.
+    with FakeOpenAI(status=400, status_message="Please reduce the length of the messages: maximum context length is 512") as server:
+        with pytest.raises(ConfigError, match=r"refused request r1 as longer than the model's context"):
+            label_requests(requests, [], make_config(server, max_retries=0, concurrency=1))
+        assert len(server.chat_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"stratgy": "native"}, r"teacher.stratgy is not a teacher setting \(did you mean teacher.strategy\?\)"),
+        ({"local_server": {"engin": "vllm"}}, r"teacher.local_server.engin is not a teacher setting"),
+        ({"base_url": "api.openai.com/v1", "model": "gpt-4o-mini"}, r"teacher.base_url must be an http\(s\) URL"),
+        ({"base_url": "ftp://example.com", "model": "m"}, r"teacher.base_url must be an http\(s\) URL"),
+        ({"max_cost_usd": -1}, r"teacher.max_cost_usd must be a positive number"),
+    ],
+)
+def test_more_bad_settings_name_the_key(params, message):
+    with pytest.raises(ConfigError, match=message):
+        TeacherConfig.from_params(params)
+
+
+def test_teacher_settings_are_checked_before_any_node_runs(tmp_path, monkeypatch):
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from supertiny import hooks
+    from supertiny.pipelines.teacher.pipeline import create_pipeline
+
+    monkeypatch.delenv("SUPERTINY_TEST_KEY", raising=False)
+    remote = {"base_url": "https://api.example.com/v1", "model": "gpt-4o-mini", "api_key_env": "SUPERTINY_TEST_KEY",
+              "cache_dir": str(tmp_path / "cache")}
+    catalog = DataCatalog(datasets={"params:teacher": MemoryDataset({"strategy": "magic"})})
+    with pytest.raises(ConfigError, match=r"teacher.strategy must be one of"):
+        hooks.ParameterChecks().before_pipeline_run({}, create_pipeline(), catalog)
+    # A missing key with nothing cached: every request will need it.
+    catalog["params:teacher"] = MemoryDataset(remote)
+    with pytest.raises(ConfigError, match=r"SUPERTINY_TEST_KEY \(teacher.api_key_env\) is not set.*the response cache is empty"):
+        hooks.ParameterChecks().before_pipeline_run({}, create_pipeline(), catalog)
+    # With responses cached, the run may not need it: it goes on (and stops at the first miss).
+    (tmp_path / "cache" / "ab").mkdir(parents=True)
+    (tmp_path / "cache" / "ab" / "ab12.json").write_text("{}")
+    hooks.ParameterChecks().before_pipeline_run({}, create_pipeline(), catalog)

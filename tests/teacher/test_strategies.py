@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import fake_openai
 from fake_openai import FakeOpenAI
 
 from supertiny.teacher import label_requests
@@ -68,7 +69,11 @@ def test_native_reads_tool_calls(requests, make_config):
 
 
 def test_native_text_reply_means_no_call(requests, make_config):
-    with FakeOpenAI(reply=lambda body: {"role": "assistant", "content": "I can't book flights."}) as server:
+    # The endpoint calls tools (it calls one for the probe); this request it answers in words.
+    def reply(body):
+        return fake_openai.default_reply(body) if fake_openai.is_probe(body) else {"role": "assistant", "content": "I can't book flights."}
+
+    with FakeOpenAI(reply=reply) as server:
         candidates, _ = label_requests(requests[4:5], [], make_config(server, strategy="native"))
     assert candidates[0]["calls"] == [] and candidates[0]["text"] == "I can't book flights."
 

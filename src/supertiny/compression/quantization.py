@@ -23,16 +23,19 @@ INC's dynamic INT8 quantises the table itself; for the others torch's weight-onl
 ``Embedding`` does (INC 3.x's weight-only methods quantise linear layers only).
 
 A saved quantised model is a directory with the model's ``config.json`` and tokenizer, the
-quantised weights (INC's own ``save`` for its weight-only methods, the state dict for the
-dynamic ones), and ``quantization.json`` (this module's recipe). :func:`load_quantized`
-rebuilds the quantised layers on an empty model of that config and loads the weights into
-them, so the files on disk hold the quantised bytes only.
+quantised weights in ``quantized_model.safetensors`` and ``quantization.json`` (this module's
+recipe). safetensors holds plain tensors only, so a quantised tensor is stored as its integers,
+scales and zero points, and the few non-tensor entries of a state dict (a packed layer's dtype,
+its (weight, bias) pair) are described in the file's metadata. :func:`load_quantized` rebuilds
+the quantised layers on an empty model of that config and loads the weights into them: no
+pickle is read, so a crafted weights file cannot run code.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,9 +44,13 @@ from typing import Any
 import torch
 
 from supertiny.compression.settings import WEIGHT_ONLY
+from supertiny.errors import SupertinyError
 
 RECIPE_FILE = "quantization.json"
-TORCH_WEIGHTS_FILE = "quantized_model.pt"
+WEIGHTS_FILE = "quantized_model.safetensors"
+# Earlier saves were pickles, which only an unrestricted (code-running) load reads: refused.
+PICKLED_WEIGHTS = ("quantized_model.pt", "quantized_weight.pt")
+LAYOUT_KEY = "supertiny.layout"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,11 @@ class Recipe:
     bits: int = 8
     group_size: int = 32
     quantize_embedding: bool = True
+    # Layers left in float (INC op names, e.g. "lm_head"), for the dynamic INT8 methods.
+    keep_float: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))  # a list from JSON or YAML
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Recipe:
@@ -62,6 +74,7 @@ class Recipe:
             bits=int(settings.get("bits", 8)),
             group_size=int(settings.get("group_size", 32)),
             quantize_embedding=bool(settings.get("quantize_embedding", True)),
+            keep_float=tuple(settings.get("keep_float") or ()),
         )
 
     @property
@@ -87,7 +100,7 @@ def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str,
     elif recipe.method == "inc_dynamic_int8":
         model = _inc_dynamic(model, recipe)
     else:
-        model = _torch_dynamic(model)
+        model = _torch_dynamic(model, recipe)
     if recipe.quantize_embedding and isinstance(model.get_input_embeddings(), torch.nn.Embedding):
         _quantize_embedding(model)
     return model
@@ -121,7 +134,8 @@ def _inc_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     # INC quantises embedding tables too (8 bits per row), unless told to keep them float.
     keep_float = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
     op_types = {} if recipe.quantize_embedding else {"Embedding": keep_float}
-    config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types)
+    config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types,
+                                     op_name_dict={name: keep_float for name in recipe.keep_float})
     # INC writes a tuning history into its workspace (./nc_workspace by default): keep it out
     # of the project.
     default_workspace = options.workspace
@@ -133,10 +147,15 @@ def _inc_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
             options.workspace = default_workspace
 
 
-def _torch_dynamic(model: torch.nn.Module) -> torch.nn.Module:
+def _torch_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     # Per output channel, like INC's dynamic INT8: one scale per row of each weight.
+    if recipe.keep_float:
+        # Per layer name: every Linear but those kept float.
+        targets = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and name not in recipe.keep_float}
+        return quantize_dynamic(model, targets, inplace=True)
     return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
@@ -155,17 +174,15 @@ def _quantize_embedding(model: torch.nn.Module) -> None:
 def save_quantized(model: torch.nn.Module, tokenizer: Any, recipe: Recipe, directory: Path) -> None:
     """Write a quantised model as :func:`load_quantized` reads it (config, tokenizer, weights,
     recipe); nothing but the quantised weights is stored."""
+    from safetensors.torch import save_file
+
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(directory)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    if recipe.method in WEIGHT_ONLY:
-        from neural_compressor.torch.quantization import save
-
-        save(model, str(directory))  # INC's format: quantized_weight.pt and qconfig.json
-    else:
-        torch.save(model.state_dict(), directory / TORCH_WEIGHTS_FILE)
+    tensors, layout = _flatten_state(model.state_dict())
+    save_file(tensors, directory / WEIGHTS_FILE, metadata={LAYOUT_KEY: json.dumps(layout)})
     (directory / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n")
 
 
@@ -185,37 +202,132 @@ def load_quantized(directory: Path) -> torch.nn.Module:
 
     directory = Path(directory)
     recipe = read_recipe(directory)
+    state = read_quantized_state(directory)
     empty = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory), dtype=torch.float32).eval()
-    model = _REBUILD[recipe.method](empty, recipe, directory)
+    model = _REBUILD[recipe.method](empty, recipe, state)
+    model.load_state_dict(state, strict=True)
     if (directory / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(directory)
     return model.eval()
 
 
-def _rebuild_weight_only(model: torch.nn.Module, recipe: Recipe, directory: Path) -> torch.nn.Module:
-    from neural_compressor.torch.quantization import load
-    from neural_compressor.torch.utils.utility import WEIGHT_NAME
+def read_quantized_state(directory: Path) -> dict[str, Any]:
+    """The saved state dict, quantised tensors and all, read from safetensors only."""
+    from safetensors import SafetensorError, safe_open
+
+    directory = Path(directory)
+    path = directory / WEIGHTS_FILE
+    if not path.exists():
+        pickled = [name for name in PICKLED_WEIGHTS if (directory / name).exists()]
+        found = f" (it has {', '.join(pickled)}, a pickle, which is not loaded: it could run code)" if pickled else ""
+        raise SupertinyError(f"{directory}: no {WEIGHTS_FILE}{found}; run the compression pipeline again to save the model")
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            layout = json.loads((weights.metadata() or {})[LAYOUT_KEY])
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
+    except (SafetensorError, KeyError, ValueError, OSError) as error:
+        raise SupertinyError(f"{path} is not a quantised model saved by supertiny (safetensors with its layout): {error}") from None
+    return _unflatten_state(tensors, layout)
+
+
+# ---- state dicts as plain tensors (safetensors) ------------------------------------------------
+# The layout's entries say how to rebuild each state-dict value from the stored tensors:
+# {"tensor": name} | {"qtensor": ...} | {"dtype": "qint8"} | {"tuple": [entries]} | {"none": true}.
+
+
+def _flatten_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+
+    def store(name: str, tensor: torch.Tensor) -> str:
+        tensor = tensor.detach().contiguous()
+        if tensor.untyped_storage().data_ptr() in seen:  # safetensors refuses tensors that share memory
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        tensors[name] = tensor
+        return name
+
+    def entry(name: str, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {"none": True}
+        if isinstance(value, torch.dtype):
+            return {"dtype": str(value).removeprefix("torch.")}
+        if isinstance(value, (tuple, list)):
+            return {"tuple": [entry(f"{name}.{position}", item) for position, item in enumerate(value)]}
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"cannot store {name} ({type(value).__name__}) in safetensors")
+        if not value.is_quantized:
+            return {"tensor": store(name, value)}
+        scheme = value.qscheme()
+        if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            return {"qtensor": "per_tensor", "int_repr": store(f"{name}:int_repr", value.int_repr()),
+                    "scale": value.q_scale(), "zero_point": value.q_zero_point()}
+        return {"qtensor": "per_channel", "int_repr": store(f"{name}:int_repr", value.int_repr()),
+                "scales": store(f"{name}:scales", value.q_per_channel_scales()),
+                "zero_points": store(f"{name}:zero_points", value.q_per_channel_zero_points()),
+                "axis": value.q_per_channel_axis()}
+
+    layout = {name: entry(name, value) for name, value in state.items()}
+    # Each module's state-dict version (torch's quantised layers read their saved form by it).
+    versions = {prefix: meta["version"] for prefix, meta in getattr(state, "_metadata", {}).items() if "version" in meta}
+    return tensors, {"entries": layout, "versions": versions}
+
+
+def _unflatten_state(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, Any]:
+    def value(entry: dict[str, Any]) -> Any:
+        if "none" in entry:
+            return None
+        if "dtype" in entry:
+            dtype = getattr(torch, entry["dtype"], None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"unknown dtype {entry['dtype']!r}")
+            return dtype
+        if "tuple" in entry:
+            return tuple(value(item) for item in entry["tuple"])
+        if "tensor" in entry:
+            return tensors[entry["tensor"]]
+        integers = tensors[entry["int_repr"]]
+        if entry["qtensor"] == "per_tensor":
+            return torch._make_per_tensor_quantized_tensor(integers, entry["scale"], entry["zero_point"])
+        # The zero points' dtype keeps the scheme: float ones are per_channel_affine_float_qparams.
+        return torch._make_per_channel_quantized_tensor(integers, tensors[entry["scales"]], tensors[entry["zero_points"]], entry["axis"])
+
+    state = OrderedDict((name, value(entry)) for name, entry in layout["entries"].items())
+    state._metadata = OrderedDict((prefix, {"version": version}) for prefix, version in layout["versions"].items())
+    return state
+
+
+# ---- rebuilding the quantised layers -----------------------------------------------------------
+
+
+def _rebuild_weight_only(model: torch.nn.Module, recipe: Recipe, state: dict[str, Any]) -> torch.nn.Module:
+    """INC's weight-only layers where the saved state has packed weights, built as INC's own
+    loader builds them (without quantising anything); the state fills them."""
+    from neural_compressor.torch.algorithms.weight_only.modules import INCWeightOnlyLinear
 
     if recipe.quantize_embedding:
         _quantize_embedding(model)
-    # INC's load builds the weight-only layers from qconfig.json and fills them; it takes other
-    # tensors (norms, embedding) from the model it is given, so load those from the file too.
-    quantized = load(str(directory), original_model=model)
-    quantized.load_state_dict(torch.load(directory / WEIGHT_NAME, weights_only=False), strict=True)
-    return quantized
-
-
-def _rebuild_dynamic(model: torch.nn.Module, recipe: Recipe, directory: Path) -> torch.nn.Module:
-    # Quantising the empty model gives the same layers; their (meaningless) weights are then
-    # replaced by the saved ones.
-    model = _inc_dynamic(model, recipe) if recipe.method == "inc_dynamic_int8" else _torch_dynamic(model)
-    if recipe.quantize_embedding and isinstance(model.get_input_embeddings(), torch.nn.Embedding):
-        _quantize_embedding(model)
-    model.load_state_dict(torch.load(directory / TORCH_WEIGHTS_FILE, weights_only=False), strict=True)
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and f"{name}.qweight" in state]
+    for name, linear in linears:
+        layer = INCWeightOnlyLinear(
+            linear.in_features, linear.out_features, dtype="int", bits=recipe.bits, group_size=recipe.group_size,
+            zp=f"{name}.qzeros" in state, bias=linear.bias is not None, g_idx=f"{name}.g_idx" in state, use_optimum_format=True,
+        )  # fmt: skip
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer)
     return model
 
 
-_REBUILD: dict[str, Callable[[torch.nn.Module, Recipe, Path], torch.nn.Module]] = {
+def _rebuild_dynamic(model: torch.nn.Module, recipe: Recipe, state: dict[str, Any]) -> torch.nn.Module:
+    # Quantising the empty model gives the same layers; their (meaningless) weights are then
+    # replaced by the saved ones.
+    model = _inc_dynamic(model, recipe) if recipe.method == "inc_dynamic_int8" else _torch_dynamic(model, recipe)
+    if recipe.quantize_embedding and isinstance(model.get_input_embeddings(), torch.nn.Embedding):
+        _quantize_embedding(model)
+    return model
+
+
+_REBUILD: dict[str, Callable[[torch.nn.Module, Recipe, dict[str, Any]], torch.nn.Module]] = {
     "rtn": _rebuild_weight_only,
     "gptq": _rebuild_weight_only,
     "inc_dynamic_int8": _rebuild_dynamic,

@@ -90,6 +90,11 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
             raise ConfigError(f"{setting}.group_size must be one of {GROUP_SIZES} for {method}; got {settings.get('group_size')!r}")
     elif bits != 8:
         raise ConfigError(f"{setting}.bits: {method} quantises to 8 bits only; got {bits!r}")
+    keep_float = settings.get("keep_float") or []
+    if not isinstance(keep_float, list) or not all(isinstance(name, str) for name in keep_float):
+        raise ConfigError(f"{setting}.keep_float must be a list of layer names (e.g. [lm_head]); got {keep_float!r}")
+    if keep_float and method in WEIGHT_ONLY:
+        raise ConfigError(f"{setting}.keep_float applies to the dynamic INT8 methods, not {method}")
     if method == "gptq" and int(settings.get("calibration_rows", 0)) < 1:
         raise ConfigError(f"{setting}.calibration_rows: gptq needs at least one calibration prompt")
 
@@ -107,6 +112,10 @@ def check_against_model(compression: dict[str, Any], model: Any) -> None:
             f"compression.pruning.mlp.op_names {op_names} match no linear layer of the model; "
             f"its layers are named like {linears[:4]}"
         )
+    names = {name for name, _ in model.named_modules()}
+    missing = [name for name in compression["quantization"].get("keep_float") or [] if name not in names]
+    if missing:
+        raise ConfigError(f"compression.quantization.keep_float: the model has no layer named {missing}; e.g. lm_head, model.layers.0.mlp.down_proj")
     layers = len(decoder_layers(model))
     drop = compression["pruning"]["depth"]["drop_layers"]
     if drop > layers - 2:

@@ -5,6 +5,9 @@ becomes its prompt in the student's format and the answer to learn, and the loss
 answer's tokens only; ``max_length`` is the student's, which no example exceeds (checked, never
 cut). Pruning adds INC's callbacks to the trainer; recovery overrides ``compute_loss`` (the
 trainer's documented extension point) to learn from the unpruned student's logits too.
+
+Both train on the device ``runtime.device`` resolves to, in float32, and hand the model back on
+the CPU, where slimming and quantisation work on it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from supertiny.prompt import prompt_text, target_text
+from supertiny.runtime import Device
 
 
 def calibration_batches(rows: list[dict], tokenizer: Any, tools_mode: str, batch_size: int = 8) -> list[dict]:
@@ -35,8 +39,8 @@ def calibration_batches(rows: list[dict], tokenizer: Any, tools_mode: str, batch
     ]
 
 
-def _config(output_dir: str, training: dict[str, Any], max_length: int, seed: int) -> SFTConfig:
-    """Trainer settings for a short CPU run: no checkpoints, no reports, float32."""
+def _config(output_dir: str, training: dict[str, Any], max_length: int, seed: int, device: Device) -> SFTConfig:
+    """Trainer settings for a short run on ``device``: no checkpoints, no reports, float32."""
     return SFTConfig(
         output_dir=output_dir,
         max_steps=training["steps"],
@@ -46,10 +50,10 @@ def _config(output_dir: str, training: dict[str, Any], max_length: int, seed: in
         max_length=max_length,
         completion_only_loss=True,
         seed=seed,
-        use_cpu=True,
+        use_cpu=device.use_cpu,
         bf16=False,
         fp16=False,
-        gradient_checkpointing=False,  # memory is plentiful at this size; recomputation costs CPU time
+        activation_checkpointing=False,  # memory is plentiful at this size; recomputation costs time
         save_strategy="no",
         report_to="none",
         logging_steps=1,
@@ -69,19 +73,23 @@ def fine_tune(
     training: dict[str, Any],
     max_length: int,
     seed: int,
+    device: Device,
     callbacks: list | None = None,
 ) -> list[float]:
-    """Fine-tune ``model`` in place on the answers; returns the loss of every step."""
+    """Fine-tune ``model`` in place on the answers, on ``device``; returns the loss of every step.
+
+    INC's pruning masks live on the device of the weights they were made for, so a model pruned
+    with ``callbacks`` must already be on ``device`` when ``prepare_compression`` sees it."""
     with tempfile.TemporaryDirectory(prefix="supertiny-train-") as output_dir:
         trainer = SFTTrainer(
             model=model,
-            args=_config(output_dir, training, max_length, seed),
+            args=_config(output_dir, training, max_length, seed, device),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
         trainer.train()
-    model.eval()
+    model.cpu().eval()
     return _losses(trainer)
 
 
@@ -93,7 +101,7 @@ class AnswerDistillationTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, teacher: torch.nn.Module, temperature: float, kl_weight: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.to(self.accelerator.device).eval().requires_grad_(False)
         self.temperature = temperature
         self.kl_weight = kl_weight
 
@@ -128,12 +136,13 @@ def distil(
     recovery: dict[str, Any],
     max_length: int,
     seed: int,
+    device: Device,
 ) -> dict[str, list[float]]:
-    """Train ``student`` in place towards ``teacher`` on the answers; returns per-step losses."""
+    """Train ``student`` in place towards ``teacher`` on the answers, on ``device``; returns per-step losses."""
     with tempfile.TemporaryDirectory(prefix="supertiny-distil-") as output_dir:
         trainer = AnswerDistillationTrainer(
             model=student,
-            args=_config(output_dir, recovery, max_length, seed),
+            args=_config(output_dir, recovery, max_length, seed, device),
             train_dataset=dataset,
             processing_class=tokenizer,
             teacher=teacher,
@@ -141,7 +150,7 @@ def distil(
             kl_weight=recovery["kl_weight"],
         )
         trainer.train()
-    student.eval()
+    student.cpu().eval()
     history = trainer.state.log_history
     return {
         "loss": _losses(trainer),

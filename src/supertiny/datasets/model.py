@@ -7,6 +7,8 @@ should be loaded once, by the node that uses it, with the options that node need
 
 A quantised model (a bundle with a ``quantization`` recipe) is saved in its quantised form by
 ``supertiny.compression.quantization``, and ``load_model`` rebuilds it from that directory.
+No model is loaded through an unrestricted pickle: weights are safetensors, and a directory
+with only ``pytorch_model.bin`` is read with ``weights_only=True``, which runs no code.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class ModelDirectory:
             return load_quantized(self.path)
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
+        if kwargs.get("weights_only") is False:
+            raise TypeError(f"{self.path}: weights_only=False would let a pickled weights file run code; it is not offered")
+        return AutoModelForCausalLM.from_pretrained(self.path, **{**kwargs, "weights_only": True})
 
     def load_tokenizer(self, **kwargs: Any) -> Any:
         from transformers import AutoTokenizer

@@ -7,8 +7,14 @@ A request that still fails becomes a :class:`Completion` with an ``error_kind``,
 exception: one bad request must not end a run of a hundred thousand.
 
 The endpoint is connected lazily, on the first request that misses the cache: a fully cached
-re-run starts no server and sends nothing. Connecting sends one probe request, so a wrong key,
-URL, model or tool schema is reported, naming the setting, before any other request is paid for.
+re-run starts no server, sends nothing and needs no API key. Connecting sends one probe request,
+so a wrong key, URL, model or tool schema, or an endpoint that ignores ``tools``, is reported,
+naming the setting, before any other request is paid for.
+
+Spending: every response's tokens are priced (``teacher.prices``) into one account for the
+process, so ``teacher.max_cost_usd`` caps a whole ``kedro run`` (labelling, judging, the
+evaluation's teacher row). Once it is reached no new request is sent; the requests already in
+flight (at most ``teacher.concurrency``) still arrive and are cached.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +43,22 @@ log = logging.getLogger(__name__)
 LOCAL_API_KEY = "not-needed"
 MAX_ERROR_CHARS = 400
 PROBE_TEXT = "Reply OK."
+# The native strategy's probe needs a call: an endpoint that ignores `tools` answers it in text.
+PROBE_CALL_TEXT = PROBE_TEXT + " Do it by calling the function {name} once, with any valid arguments."
+# What a 400's message says, in the words OpenAI-compatible servers use (OpenAI, vLLM, TGI, ...).
+CONTEXT_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",
+                 "prompt is too long", "max_model_len", "reduce the length", "maximum model length")
+UNKNOWN_PARAMETER_WORDS = ("unrecognized", "unknown parameter", "unknown field", "unsupported parameter",
+                           "extra inputs are not permitted", "extra_forbidden", "not supported", "unexpected keyword")
+UNKNOWN_MODEL_WORDS = ("does not exist", "not found", "unknown model", "no such model", "invalid model")
+# The body fields the teacher sends, and the setting that decides each.
+PARAMETER_SETTINGS = {
+    "response_format": "set teacher.structured_outputs: off",
+    "tools": "use teacher.strategy: prompted or decomposed (tools in the prompt)",
+    "temperature": "check teacher.temperature",
+    "max_tokens": "check teacher.max_tokens",
+    "n": "set teacher.k_samples: 1",
+}
 # The structured-outputs probe's schema: small enough for any grammar engine.
 PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 CACHED_FIELDS = ("text", "tool_calls", "prompt_tokens", "completion_tokens", "latency_ms")
@@ -47,7 +70,7 @@ class Endpoint:
 
     base_url: str
     model: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line or an error
 
 
 @dataclass
@@ -93,8 +116,13 @@ class Usage:
     structured_fallbacks: int = 0
     # HTTP requests (probes aside): fewer than `sent` responses when one request carries n samples.
     http_requests: int = 0
+    # Samples not sent because teacher.max_cost_usd was reached.
+    not_sent: int = 0
 
     def add(self, completion: Completion) -> None:
+        if completion.error_kind == BUDGET:
+            self.not_sent += 1
+            return
         if completion.cached:
             self.cache_hits += 1
             self.cached_prompt_tokens += completion.prompt_tokens
@@ -109,6 +137,24 @@ class Usage:
 
 class InvalidResponse(Exception):
     """A 200 response that is not a chat completion."""
+
+
+BUDGET = "budget"  # the error kind of a sample not sent: teacher.max_cost_usd was reached
+
+
+class Spending:
+    """The estimated cost (tokens x ``teacher.prices``) of every teacher response this process
+    received: a ``kedro run`` is one process, so ``teacher.max_cost_usd`` caps the whole run.
+    The project's hooks reset it when a run starts."""
+
+    def __init__(self) -> None:
+        self.usd = 0.0
+
+    def reset(self) -> None:
+        self.usd = 0.0
+
+
+RUN_SPENDING = Spending()
 
 
 def error_kind(error: Exception) -> str:
@@ -145,9 +191,31 @@ def api_key(config: TeacherConfig) -> str:
     )
 
 
-def _message(error: Exception) -> str:
+def _message(error: Exception, secret: str | None = None) -> str:
+    """The error in one line, without the API key (a server may quote the key it refused)."""
     text = " ".join(str(error).split())
+    if secret and secret != LOCAL_API_KEY:
+        text = text.replace(secret, "[API key]")
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
+
+
+def rejection_message(detail: str, endpoint: Endpoint, *, request: str, tools_sent: bool, embedded: bool) -> str:
+    """A 400 explained by what the endpoint said: the context length, a parameter it does not
+    take, a tool schema, an unknown model; else the endpoint's own words."""
+    where, said = endpoint.base_url, detail.casefold()
+    if any(words in said for words in CONTEXT_WORDS):
+        longer = ", or raise teacher.local_server.max_model_len" if embedded else ""
+        return (f"{where} refused {request} as longer than the model's context ({detail}): lower teacher.max_tokens "
+                f"or teacher.few_shot{longer}")
+    if tools_sent and any(word in said for word in ("tool", "function", "schema")):
+        return f"{where} rejected the tool schema of {request}: {detail}; fix that request's tools, or try teacher.strategy: prompted"
+    if any(words in said for words in UNKNOWN_PARAMETER_WORDS):
+        named = [name for name in PARAMETER_SETTINGS if re.search(rf"\b{name}\b", said)]
+        hint = "; ".join(PARAMETER_SETTINGS[name] for name in named) or "check the teacher settings that add it"
+        return f"{where} does not take a parameter that {request} sent ({detail}): {hint}"
+    if "model" in said and any(words in said for words in UNKNOWN_MODEL_WORDS):
+        return f"teacher.model {endpoint.model!r} is not served by {where} ({detail}): fix teacher.model"
+    return f"{where} rejected {request} ({detail})"
 
 
 def _completions_from_response(response: Any, latency_ms: float) -> list[Completion]:
@@ -189,7 +257,8 @@ class TeacherClient:
     ``endpoint_label`` and ``model_label`` identify the teacher in cache keys and records;
     ``connect`` returns the :class:`Endpoint` and is called once, on the first cache miss
     (for the embedded default it starts the local server). ``probe_tools`` (request id and
-    its tools) makes the probe check that the endpoint accepts tool schemas (``native``).
+    its tools, for ``native``) makes the probe ask for a call of the first tool: the endpoint
+    must accept the schemas and answer with a tool call.
     """
 
     def __init__(
@@ -206,6 +275,7 @@ class TeacherClient:
         self.endpoint_label = endpoint_label
         self.model_label = model_label
         self.usage = Usage()
+        self._price = config.price(config.model or model_label)
         self._connect = connect
         self._probe_tools = probe_tools
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -216,6 +286,11 @@ class TeacherClient:
         # What the endpoint supports, found by the probe.
         self.supports_structured = False
         self.supports_n = False
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """Where requests go, once connected (None while every answer came from the cache)."""
+        return self._endpoint
 
     async def complete(
         self, messages: list[dict], *, sample: int, max_tokens: int, tools: list[dict] | None = None, schema: dict | None = None
@@ -269,6 +344,9 @@ class TeacherClient:
         whose schema the endpoint rejects is sent again as free text, and counted."""
         async with self._slots:
             client, endpoint = await self._connected()
+            if self.budget_reached:
+                error = f"not sent: teacher.max_cost_usd (${self.config.max_cost_usd:g}) reached"
+                return [Completion(error_kind=BUDGET, error=error) for _ in range(n)], False
             self.usage.http_requests += 1
             completions = await self._send(client, endpoint.model, messages, tools, max_tokens, schema=schema, n=n)
             if schema is not None and completions[0].error_kind == "bad_request":
@@ -305,12 +383,25 @@ class TeacherClient:
             # concurrency); retries, errors and response parsing are the same.
             response = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
             completions = _completions_from_response(response, (time.perf_counter() - started) * 1000)
+            self._spend(completions)
             if len(completions) < n:
                 raise InvalidResponse(f"asked for n={n} choices, got {len(completions)}")
             return completions[:n]
         except (openai.OpenAIError, InvalidResponse) as error:
             latency_ms = round((time.perf_counter() - started) * 1000, 1)
-            return [Completion(latency_ms=latency_ms, error_kind=error_kind(error), error=_message(error)) for _ in range(n)]
+            message = _message(error, self._endpoint.api_key if self._endpoint else None)
+            return [Completion(latency_ms=latency_ms, error_kind=error_kind(error), error=message) for _ in range(n)]
+
+    def _spend(self, completions: list[Completion]) -> None:
+        if self._price is not None:
+            prompt = sum(c.prompt_tokens for c in completions)
+            completion = sum(c.completion_tokens for c in completions)
+            RUN_SPENDING.usd += (prompt * self._price["prompt"] + completion * self._price["completion"]) / 1e6
+
+    @property
+    def budget_reached(self) -> bool:
+        """Whether this run's teacher responses so far cost ``teacher.max_cost_usd`` or more."""
+        return self.config.max_cost_usd is not None and RUN_SPENDING.usd >= self.config.max_cost_usd
 
     async def _count_retry(self, request: httpx2.Request) -> None:
         """The SDK stamps each attempt with how many retries came before it."""
@@ -355,15 +446,26 @@ class TeacherClient:
             shown = ", ".join(sorted(served)[:10]) + (", ..." if len(served) > 10 else "")
             raise ConfigError(f"teacher.model {endpoint.model!r} is not served by {where} (it serves: {shown})")
         request_id, tools = self._probe_tools or ("", None)
-        completion = await self._probe_send(client, endpoint, tools, 1)
-        if not completion.ok and tools and completion.error_kind == "bad_request":
-            plain = await self._probe_send(client, endpoint, None, 1)
-            if plain.ok:
+        if tools:
+            # Something that needs a call, with the first request's tools (their schemas checked too).
+            name = (tools[0].get("function") or {}).get("name", "")
+            text = PROBE_CALL_TEXT.format(name=name)
+            completion = await self._probe_send(client, endpoint, tools, self.config.max_tokens, text=text)
+            if not completion.ok and completion.error_kind == "bad_request":
+                plain = await self._probe_send(client, endpoint, None, 1)
+                if plain.ok:
+                    raise ConfigError(rejection_message(completion.error or "", endpoint, request=f"request {request_id}",
+                                                        tools_sent=True, embedded=self.config.embedded))
+                completion = plain
+            elif completion.ok and not completion.tool_calls:
                 raise ConfigError(
-                    f"{where} rejected the tool schema of request {request_id}: {completion.error}; "
-                    "fix that request's tools, or try teacher.strategy: prompted"
+                    f"{where} answered the probe, which asks for a call of {name} (a tool of request {request_id}), with text "
+                    f"and no tool call ({(completion.text or '')[:80]!r}): it ignores `tools`, so every answer would read as "
+                    "'no call'. Use teacher.strategy: prompted or decomposed (tools in the prompt), or a server with "
+                    "tool calling on (vLLM: --enable-auto-tool-choice --tool-call-parser ...)"
                 )
-            completion = plain
+        else:
+            completion = await self._probe_send(client, endpoint, None, 1)
         if not completion.ok:
             raise self._probe_failure(completion, endpoint)
         self.supports_structured = await self._probe_structured(client, endpoint)
@@ -375,8 +477,8 @@ class TeacherClient:
         )  # fmt: skip
 
     async def _probe_send(self, client: openai.AsyncOpenAI, endpoint: Endpoint, tools: list[dict] | None, max_tokens: int,
-                          **options: Any) -> Completion:
-        completions = await self._send(client, endpoint.model, [{"role": "user", "content": PROBE_TEXT}], tools, max_tokens, **options)
+                          text: str = PROBE_TEXT, **options: Any) -> Completion:
+        completions = await self._send(client, endpoint.model, [{"role": "user", "content": text}], tools, max_tokens, **options)
         self.usage.probes += 1
         self.usage.prompt_tokens += completions[0].prompt_tokens
         self.usage.completion_tokens += sum(c.completion_tokens for c in completions)
@@ -407,7 +509,7 @@ class TeacherClient:
 
     def _probe_error(self, error: Exception, endpoint: Endpoint) -> ConfigError:
         kind = error_kind(error)
-        return self._probe_failure(Completion(error_kind=kind, error=_message(error)), endpoint)
+        return self._probe_failure(Completion(error_kind=kind, error=_message(error, endpoint.api_key)), endpoint)
 
     def _probe_failure(self, completion: Completion, endpoint: Endpoint) -> ConfigError:
         where, kind, detail = endpoint.base_url, completion.error_kind, completion.error
@@ -419,8 +521,11 @@ class TeacherClient:
         if kind in ("connection", "timeout"):
             reason = "did not answer within teacher.timeout_s" if kind == "timeout" else "is unreachable"
             return ConfigError(f"teacher.base_url {where} {reason} ({detail}): start the server or fix teacher.base_url")
-        if kind in ("not_found", "bad_request"):
+        if kind == "not_found":
             return ConfigError(f"teacher.model {endpoint.model!r} is not served by {where} ({detail}): fix teacher.model")
+        if kind == "bad_request":
+            return ConfigError(rejection_message(detail or "", endpoint, request="the probe request", tools_sent=False,
+                                                 embedded=self.config.embedded))
         return ConfigError(f"teacher.base_url {where} failed a probe request ({kind}: {detail})")
 
     async def aclose(self) -> None:

@@ -6,19 +6,27 @@ server starts or a request is sent.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from dataclasses import dataclass
+import logging
+import os
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from supertiny.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 # The project's own vLLM environment, built by `make setup` (src/supertiny/teacher/ -> project root).
 DEFAULT_TEACHER_PYTHON = str(Path(__file__).resolve().parents[3] / ".venv-teacher" / "bin" / "python")
 STRATEGIES = ("native", "prompted", "decomposed")
 ENGINES = ("vllm", "transformers")
 STRUCTURED_MODES = ("auto", "on", "off")
+# An environment variable's name; anything else in teacher.api_key_env is likely the key itself.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class TeacherConfig:
     seed: int
     cache_dir: str
     prices: dict[str, dict[str, float]]
+    max_cost_usd: float | None
     local_server: LocalServerConfig
 
     @property
@@ -73,9 +82,20 @@ class TeacherConfig:
         """True for the embedded server or a loopback ``base_url``: no key needed, priced as machine time."""
         return self.embedded or is_loopback(self.base_url)
 
+    def price(self, model: str | None) -> dict[str, float] | None:
+        """USD per 1M prompt / completion tokens of ``model``; a model on this machine costs
+        nothing unless priced; None: an endpoint elsewhere without a price."""
+        if model in self.prices:
+            return self.prices[model]
+        if self.on_this_machine:
+            return {"prompt": 0.0, "completion": 0.0}
+        return None
+
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TeacherConfig:
         p = dict(params or {})
+        _check_known(p, _SETTINGS, "teacher.")
+        _check_known(dict(p.get("local_server") or {}), _LOCAL_SETTINGS, "teacher.local_server.")
         strategy = p.get("strategy", "decomposed")
         if strategy not in STRATEGIES:
             raise ConfigError(f"teacher.strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
@@ -84,9 +104,18 @@ class TeacherConfig:
         if structured not in STRUCTURED_MODES:
             raise ConfigError(f"teacher.structured_outputs must be one of {', '.join(STRUCTURED_MODES)}; got {structured!r}")
         base_url = p.get("base_url") or None
+        if base_url is not None:
+            _check_url(base_url)
         model = p.get("model") or None
         if base_url and not model:
             raise ConfigError(f"teacher.model is not set: name the model that {base_url} should answer with")
+        api_key_env = p.get("api_key_env") or None
+        if api_key_env is not None and not _is_variable_name(api_key_env):
+            # The value is not shown: it may be the key itself, pasted where its variable's name goes.
+            raise ConfigError(
+                "teacher.api_key_env must be the name of an environment variable (letters, digits, _), "
+                "never the key itself: export the key in a variable and put that variable's name here"
+            )
         local = dict(p.get("local_server") or {})
         engine = local.get("engine", "vllm")
         if engine not in ENGINES:
@@ -96,10 +125,11 @@ class TeacherConfig:
             if not isinstance(price, dict) or set(price) - {"prompt", "completion"}:
                 raise ConfigError(f"teacher.prices.{name} must be {{prompt: USD per 1M tokens, completion: USD per 1M tokens}}; got {price!r}")
             prices[str(name)] = {"prompt": _number(price, "prompt", f"prices.{name}.", 0.0), "completion": _number(price, "completion", f"prices.{name}.", 0.0)}
-        return cls(
+        max_cost_usd = None if p.get("max_cost_usd") is None else _number(p, "max_cost_usd", "", 0.0, positive=True)
+        config = cls(
             base_url=base_url.rstrip("/") if base_url else None,
             model=model,
-            api_key_env=p.get("api_key_env") or None,
+            api_key_env=api_key_env,
             strategy=strategy,
             structured_outputs=structured,
             k_samples=_integer(p, "k_samples", 1, minimum=1),
@@ -116,6 +146,7 @@ class TeacherConfig:
             seed=_integer(p, "seed", 0),
             cache_dir=str(p.get("cache_dir") or "data/02_intermediate/teacher_cache"),
             prices=prices,
+            max_cost_usd=max_cost_usd,
             local_server=LocalServerConfig(
                 model_dir=local.get("model_dir") or None,
                 engine=engine,
@@ -130,6 +161,53 @@ class TeacherConfig:
                 extra_args=tuple(str(arg) for arg in local.get("extra_args") or ()),
             ),
         )
+        if max_cost_usd is not None and config.price(model) is None:
+            raise ConfigError(
+                f"teacher.max_cost_usd is set, but teacher.prices has no price for model {model!r}: "
+                f"add teacher.prices.{model}: {{prompt: ..., completion: ...}} (USD per 1M tokens)"
+            )
+        return config
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """The teacher settings, checked before a run starts: every ConfigError of
+    :meth:`TeacherConfig.from_params`, and the API key. A missing key stops the run here when
+    the response cache is empty (every request will need it); with cached responses it may
+    not be needed, so a warning, and the run stops at the first request that is not cached."""
+    config = TeacherConfig.from_params(params)
+    if config.on_this_machine or (config.api_key_env and os.environ.get(config.api_key_env)):
+        return
+    where = f"the environment variable {config.api_key_env} (teacher.api_key_env)" if config.api_key_env else "teacher.api_key_env"
+    if not any(Path(config.cache_dir).glob("??/*.json")):
+        raise ConfigError(f"{where} is not set: set it to the API key for {config.base_url} (the response cache is empty)")
+    log.warning("%s is not set: only responses already in %s can be used; the teacher stops at the first other request",
+                where, config.cache_dir)
+
+
+# Every setting there is: a misspelt one would otherwise be ignored without a word.
+_SETTINGS = {f.name for f in fields(TeacherConfig)}
+_LOCAL_SETTINGS = {f.name for f in fields(LocalServerConfig)}
+
+
+def _check_known(p: dict, known: set[str], prefix: str) -> None:
+    for key in p:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f"; known: {', '.join(sorted(known))}"
+            raise ConfigError(f"{prefix}{key} is not a teacher setting{hint}")
+
+
+def _is_variable_name(value: Any) -> bool:
+    """An environment variable's name, and not something long and mixed like a key."""
+    if not (isinstance(value, str) and ENV_NAME.fullmatch(value)):
+        return False
+    return not (len(value) >= 20 and re.search(r"[a-z]", value) and re.search(r"[0-9]", value))
+
+
+def _check_url(base_url: Any) -> None:
+    parsed = urlparse(base_url) if isinstance(base_url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"teacher.base_url must be an http(s) URL such as https://api.openai.com/v1 or http://127.0.0.1:8000/v1; got {base_url!r}")
 
 
 def _integer(p: dict, key: str, default: int, minimum: int | None = None, prefix: str = "") -> int:

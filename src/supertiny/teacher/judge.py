@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from supertiny.calls.schema import tool_function
 from supertiny.teacher.client import TeacherClient
 from supertiny.teacher.config import TeacherConfig
-from supertiny.teacher.label import open_teacher_client, usage_record
+from supertiny.teacher.label import open_teacher_client, stop_if_over_budget, usage_record
 from supertiny.teacher.strategies import describe_function
 
 JUDGE_SYSTEM = (
@@ -105,6 +105,7 @@ def judge_calls(
         judgements = asyncio.run(
             _judge_all([judge_messages(request, calls) for request, calls in questions], client, config.max_tokens, progress)
         )
+    stop_if_over_budget(config, client, sum(j.verdict != "error" for j in judgements), len(questions), "judgements")
     usage = {**usage_record(config, client, time.perf_counter() - started), "answers_judged": len(questions),
              "verdicts": {kind: sum(j.verdict == kind for j in judgements) for kind in ("yes", "no", "unparsed", "error")}}
     return judgements, usage

@@ -1,9 +1,12 @@
 """Labelling requests with the teacher: k candidates a request, a progress bar, an account.
 
-This is the whole recipe top to bottom: check the key, pick the endpoint (the configured
-``base_url``, or the embedded ``transformers serve`` started on the first cache miss), run the
-strategy for every (request, sample) with at most ``concurrency`` requests in flight, and
-turn each answer into a candidate record (DESIGN.md) and the run into ``teacher_usage``.
+This is the whole recipe top to bottom: pick the endpoint (the configured ``base_url``, or the
+embedded server started on the first cache miss; the API key is read then, so a fully cached
+run needs none), answer the first request that needs a call on its own and check that a call
+came back (and log what the whole run may cost), run the strategy for every other (request,
+sample) with at most ``concurrency`` requests in flight, and turn each answer into a candidate
+record (DESIGN.md) and the run into ``teacher_usage``. A run that reached
+``teacher.max_cost_usd`` ends with one line that says so and how to resume.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from supertiny.errors import ConfigError
+from supertiny.calls import tool_names
+from supertiny.errors import ConfigError, SupertinyError
 from supertiny.teacher.cache import ResponseCache
-from supertiny.teacher.client import Endpoint, TeacherClient, api_key
+from supertiny.teacher.client import RUN_SPENDING, Endpoint, TeacherClient, api_key, rejection_message
 from supertiny.teacher.config import TeacherConfig
 from supertiny.teacher.fewshot import FewShotIndex
 from supertiny.teacher.server import model_fingerprint, shared_local_server
@@ -52,19 +56,66 @@ def candidate_record(request_id: str, sample: int, strategy: str, model: str, an
     }
 
 
-def _price(config: TeacherConfig, model: str) -> dict[str, float] | None:
-    """USD per 1M prompt / completion tokens; a model on this machine costs nothing."""
-    if model in config.prices:
-        return config.prices[model]
-    if config.on_this_machine:
-        return {"prompt": 0.0, "completion": 0.0}
-    return None
-
-
 def _cost(price: dict[str, float] | None, prompt_tokens: int, completion_tokens: int) -> float | None:
     if price is None:
         return None
     return round((prompt_tokens * price["prompt"] + completion_tokens * price["completion"]) / 1e6, 6)
+
+
+def first_request_needing_a_call(requests: list[dict]) -> int | None:
+    """The position of the first labelled request whose reference calls a function it offers."""
+    for position, request in enumerate(requests):
+        reference = request.get("reference")
+        if reference and {call["name"] for call in reference} <= set(tool_names(request["tools"])):
+            return position
+    return None
+
+
+def check_first_answers(request: dict, candidates: list[dict], config: TeacherConfig, client: TeacherClient) -> None:
+    """The first request that needs a call, answered before the others: a 400 stops the run with
+    what the endpoint said; no call in any sample is said out loud (a strategy the teacher does
+    not follow, an endpoint that drops the tools), before the other requests are paid for."""
+    rejected = next((c for c in candidates if c["error_kind"] == "bad_request"), None)
+    if rejected is not None and client.endpoint is not None:
+        raise ConfigError(rejection_message(rejected["error"] or "", client.endpoint, request=f"request {request['id']}",
+                                            tools_sent=config.strategy == "native", embedded=config.embedded))
+    answered = [c for c in candidates if c["error_kind"] is None]
+    if answered and not any(c["calls"] for c in answered):
+        needed = ", ".join(sorted({call["name"] for call in request["reference"]}))
+        log.warning(
+            "The teacher answered request %s, which needs a call (%s), with no call in %d of %d samples (first: %r). "
+            "If most answers are like that, the %s strategy does not suit this endpoint or model; filtering stops "
+            "when no-call answers far outnumber the labelled requests that need none (filtering.max_no_call_share)",
+            request["id"], needed, len(answered), len(candidates), (answered[0]["text"] or "")[:80], config.strategy,
+        )  # fmt: skip
+
+
+def log_cost_estimate(candidates: list[dict], planned: int, config: TeacherConfig, client: TeacherClient) -> None:
+    """With a priced model and no ``teacher.max_cost_usd``: what ``planned`` requests may cost, at
+    the first request's tokens (cached responses cost nothing, so this is at most)."""
+    price = config.price(config.model or client.model_label)
+    if config.max_cost_usd is not None or price is None or not (price["prompt"] or price["completion"]):
+        return
+    prompt = sum(c["prompt_tokens"] for c in candidates)
+    completion = sum(c["completion_tokens"] for c in candidates)
+    each = _cost(price, prompt, completion) or 0.0
+    log.warning(
+        "Teacher cost estimate: up to $%.2f for %d requests x %d samples (the first took %d prompt + %d completion "
+        "tokens, $%.5f); no teacher.max_cost_usd caps it",
+        each * planned, planned, config.k_samples, prompt, completion, each,
+    )  # fmt: skip
+
+
+def stop_if_over_budget(config: TeacherConfig, client: TeacherClient, answered: int, planned: int, unit: str) -> None:
+    """End the run with one line when ``teacher.max_cost_usd`` kept requests from being sent."""
+    if not client.usage.not_sent:
+        return
+    raise SupertinyError(
+        f"teacher.max_cost_usd (${config.max_cost_usd:g}) reached: this run's teacher responses cost about "
+        f"${RUN_SPENDING.usd:.4f}; {answered} of {planned} {unit} were answered, every response received is cached in "
+        f"{config.cache_dir}. To resume, run again: cached responses cost nothing, and the cap counts new spending "
+        "(raise teacher.max_cost_usd to go further in one run)"
+    )
 
 
 async def _label_all(
@@ -74,21 +125,31 @@ async def _label_all(
     answer = STRATEGIES[config.strategy]
     samples = list(range(config.k_samples))
     results: list[list[dict]] = [[] for _ in requests]
-    pending = iter(enumerate(requests))  # shared by the workers: each takes the next request
+
+    async def label(position: int, request: dict) -> None:
+        replies = await answer(request, client.complete_samples, prompting, samples)
+        results[position] = [
+            candidate_record(request["id"], sample, config.strategy, client.model_label, reply) for sample, reply in zip(samples, replies)
+        ]
+        usage = client.usage
+        progress.set_postfix(sent=usage.sent, hits=usage.cache_hits, errors=sum(usage.errors.values()), refresh=False)
+        progress.update(len(samples))
+
+    first = first_request_needing_a_call(requests)
+    pending = iter((p, r) for p, r in enumerate(requests) if p != first)  # shared by the workers: each takes the next
 
     async def worker() -> None:
         for position, request in pending:
-            replies = await answer(request, client.complete_samples, prompting, samples)
-            results[position] = [
-                candidate_record(request["id"], sample, config.strategy, client.model_label, reply) for sample, reply in zip(samples, replies)
-            ]
-            usage = client.usage
-            progress.set_postfix(sent=usage.sent, hits=usage.cache_hits, errors=sum(usage.errors.values()), refresh=False)
-            progress.update(len(samples))
+            await label(position, request)
 
-    # One worker per request slot: the client's semaphore keeps the slots full and no more.
-    workers = [asyncio.create_task(worker()) for _ in range(min(config.concurrency, len(requests)))]
+    workers: list[asyncio.Task] = []
     try:
+        if first is not None:
+            await label(first, requests[first])
+            check_first_answers(requests[first], results[first], config, client)
+            log_cost_estimate(results[first], len(requests), config, client)
+        # One worker per request slot: the client's semaphore keeps the slots full and no more.
+        workers = [asyncio.create_task(worker()) for _ in range(min(config.concurrency, len(requests)))]
         await asyncio.gather(*workers)
     except BaseException:
         for task in workers:
@@ -119,9 +180,9 @@ def open_teacher_client(
     starts only on the first cache miss and is shared by the whole run (``shared_local_server``).
 
     ``model_dir`` is the model the embedded server serves when ``teacher.local_server.model_dir``
-    is not set. A missing API key stops the run here, before anything is sent.
+    is not set. The API key is read on connecting (the first cache miss): a missing one stops
+    the run there, before anything is sent, and a fully cached run needs none.
     """
-    key = api_key(config)
     if config.embedded:
         served = Path(config.local_server.model_dir or model_dir or "")
         if not (served / "config.json").exists():
@@ -129,13 +190,14 @@ def open_teacher_client(
         endpoint_label, model_label = EMBEDDED_ENDPOINT.format(engine=config.local_server.engine), f"{served.name}@{model_fingerprint(served)[:16]}"
 
         def connect() -> Endpoint:
+            key = api_key(config)
             server = shared_local_server(served, **local_server_settings(config))
             return Endpoint(server.base_url, server.model_id, key)
     else:
         endpoint_label, model_label = config.base_url, config.model
 
         def connect() -> Endpoint:
-            return Endpoint(config.base_url, config.model, key)
+            return Endpoint(config.base_url, config.model, api_key(config))
 
     return TeacherClient(config, ResponseCache(config.cache_dir), endpoint_label, model_label, connect, probe_tools)
 
@@ -163,6 +225,7 @@ def label_requests(
         candidates = asyncio.run(_label_all(requests, client, config, prompting, progress))
     wall_s = time.perf_counter() - started
     answered = sum(1 for c in candidates if c["error_kind"] is None)
+    stop_if_over_budget(config, client, answered, len(candidates), "samples")
     usage = {
         "strategy": config.strategy,
         "engine": config.local_server.engine if config.embedded else None,
@@ -200,7 +263,7 @@ def _structured_mode(config: TeacherConfig, client: TeacherClient) -> str:
 def usage_record(config: TeacherConfig, client: TeacherClient, wall_s: float) -> dict[str, Any]:
     """What the client's requests cost: the teacher's accounting, for labelling and judging alike."""
     usage = client.usage
-    price = _price(config, config.model or client.model_label)
+    price = config.price(config.model or client.model_label)
     if price is None:
         log.warning("No price for model %r in teacher.prices: cost is reported as null", config.model)
     return {

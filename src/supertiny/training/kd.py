@@ -10,7 +10,6 @@ since the two distributions are compared token by token.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from trl import DistillationConfig, DistillationTrainer
 
 from supertiny.datasets import ModelBundle, ModelDirectory
 from supertiny.errors import ConfigError
+from supertiny.runtime import Device, shared_workdir
 from supertiny.training.data import check_lengths, prompt_dataset
 from supertiny.training.models import load_for_training, trained_model
 from supertiny.training.monitor import StageMonitor
@@ -38,8 +38,10 @@ def load_teacher(teacher_dir: str | Path, student_tokenizer: Any) -> Any:
     return teacher
 
 
-def run_kd(start: ModelDirectory, train_rows: list[dict], student: dict[str, Any]) -> tuple[ModelBundle, list[dict[str, Any]]]:
-    """Distil the configured teacher into the model at ``start`` on the prompts of ``train_rows``."""
+def run_kd(
+    start: ModelDirectory, train_rows: list[dict], student: dict[str, Any], device: Device
+) -> tuple[ModelBundle, list[dict[str, Any]]]:
+    """Distil the configured teacher into the model at ``start`` on the prompts of ``train_rows``, on ``device``."""
     params = student["kd"]
     model, tokenizer = load_for_training(start)
     room = (params.get("args") or {}).get("max_completion_length", DistillationConfig.max_completion_length)
@@ -49,11 +51,11 @@ def run_kd(start: ModelDirectory, train_rows: list[dict], student: dict[str, Any
     prompts = prompt_dataset(train_rows, tokenizer, student["tools_mode"])
 
     monitor = StageMonitor("kd")
-    with tempfile.TemporaryDirectory(prefix="supertiny-kd-") as workdir:
+    with shared_workdir("supertiny-kd-") as workdir:
         trainer = DistillationTrainer(
             model=model,
             teacher_model=teacher,
-            args=DistillationConfig(**trainer_settings("kd", student, workdir)),
+            args=DistillationConfig(**trainer_settings("kd", student, workdir, device)),
             train_dataset=prompts,
             processing_class=tokenizer,
             peft_config=peft_config,

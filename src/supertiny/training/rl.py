@@ -11,12 +11,12 @@ weighs the KL term to the reference model: the model this stage starts from (the
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from trl import GRPOConfig, GRPOTrainer
 
 from supertiny.datasets import ModelBundle, ModelDirectory
+from supertiny.runtime import Device, shared_workdir
 from supertiny.training.data import check_lengths, rl_dataset
 from supertiny.training.models import load_for_training, trained_model
 from supertiny.training.monitor import StageMonitor
@@ -24,8 +24,10 @@ from supertiny.training.rewards import format_reward, similarity_reward
 from supertiny.training.settings import lora_config, trainer_settings
 
 
-def run_rl(start: ModelDirectory, train_rows: list[dict], student: dict[str, Any]) -> tuple[ModelBundle, list[dict[str, Any]]]:
-    """Improve the model at ``start`` with GRPO on the prompts of ``train_rows``; return it and the stage's log."""
+def run_rl(
+    start: ModelDirectory, train_rows: list[dict], student: dict[str, Any], device: Device
+) -> tuple[ModelBundle, list[dict[str, Any]]]:
+    """Improve the model at ``start`` with GRPO on the prompts of ``train_rows`` on ``device``; return it and the stage's log."""
     params = student["rl"]
     model, tokenizer = load_for_training(start)
     room = (params.get("args") or {}).get("max_completion_length", GRPOConfig.max_completion_length)
@@ -35,11 +37,11 @@ def run_rl(start: ModelDirectory, train_rows: list[dict], student: dict[str, Any
 
     monitor = StageMonitor("rl")
     weights = params["reward"]
-    with tempfile.TemporaryDirectory(prefix="supertiny-rl-") as workdir:
+    with shared_workdir("supertiny-rl-") as workdir:
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=[similarity_reward, format_reward],
-            args=GRPOConfig(**trainer_settings("rl", student, workdir), reward_weights=[weights["similarity"], weights["format"]]),
+            args=GRPOConfig(**trainer_settings("rl", student, workdir, device), reward_weights=[weights["similarity"], weights["format"]]),
             train_dataset=prompts,
             processing_class=tokenizer,
             peft_config=peft_config,

@@ -4,7 +4,9 @@ every stage shares.
 Each stage section holds ``args``: settings of its TRL config class (``SFTConfig``,
 ``GRPOConfig``, ``DistillationConfig``), passed as they are, so TRL's documentation is the
 reference for them. The settings in ``MANAGED_ARGS`` belong to the pipeline (where checkpoints
-go, what is logged, the seed, the precision the saved models have) and are refused in ``args``.
+go, what is logged, the seed, the device) and are refused in ``args``. ``bf16`` and ``fp16``
+(mixed precision: the weights, and so the saved models, stay float32) are the stage's own,
+checked against the device ``runtime.device`` resolves to.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from typing import Any
 
 from supertiny.errors import ConfigError
 from supertiny.prompt import TOOLS_MODES
+from supertiny.runtime import PRECISION_NEEDS, Device
 
 # The pipeline's order: each stage starts from the model of the stage before it.
 STAGES = ("sft", "rl", "kd")
 TRAINER_CONFIGS = {"sft": "SFTConfig", "rl": "GRPOConfig", "kd": "DistillationConfig"}
 MANAGED_ARGS = frozenset({
-    "output_dir", "report_to", "seed", "bf16", "fp16", "use_cpu", "dataloader_num_workers",
+    "output_dir", "report_to", "seed", "use_cpu", "dataloader_num_workers",
     "save_strategy", "load_best_model_at_end", "metric_for_best_model", "eval_strategy",
     "max_length", "completion_only_loss", "reward_weights", "teacher_model_name_or_path",
 })
+# Mixed-precision settings of the TRL configs, and the precision each one needs of the device.
+PRECISION_ARGS = {"bf16": "bf16", "bf16_full_eval": "bf16", "fp16": "fp16", "fp16_full_eval": "fp16"}
 
 
-def check_params(student: dict[str, Any]) -> None:
-    """Raise ConfigError, naming the setting, for ``student`` parameters that cannot work."""
+def check_params(student: dict[str, Any], device: Device) -> None:
+    """Raise ConfigError, naming the setting, for ``student`` parameters that cannot work on ``device``."""
     stages = student.get("stages")
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"student.stages must be a non-empty list of {list(STAGES)}; got {stages!r}")
@@ -48,6 +53,7 @@ def check_params(student: dict[str, Any]) -> None:
         if not isinstance(section, dict):
             raise ConfigError(f"student.{stage} is missing: every stage needs its section, even when it does not run")
         _check_args(stage, section.get("args") or {})
+        _check_precision(stage, section.get("args") or {}, device)
         _check_lora(f"student.{stage}.lora", section.get("lora") or {"enabled": False})
     patience = student["sft"].get("early_stopping_patience")
     if patience is not None and (not isinstance(patience, int) or patience < 1):
@@ -82,6 +88,20 @@ def _check_args(stage: str, args: dict[str, Any]) -> None:
         raise ConfigError(f"student.{stage}.args: {unknown} are not settings of trl.{config_class.__name__} (TRL {trl.__version__})")
 
 
+def _check_precision(stage: str, args: dict[str, Any], device: Device) -> None:
+    for arg, precision in PRECISION_ARGS.items():
+        value = args.get(arg, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"student.{stage}.args.{arg} must be true or false; got {value!r}")
+        if value and not getattr(device, precision):
+            raise ConfigError(
+                f"student.{stage}.args.{arg}: {PRECISION_NEEDS[precision]}; runtime.device resolved to {device.name} "
+                f"({device.type}). Set it to false (float32), or run where the device has it"
+            )
+    if args.get("bf16") and args.get("fp16"):
+        raise ConfigError(f"student.{stage}.args: bf16 and fp16 are both true; choose one")
+
+
 def _check_lora(setting: str, lora: dict[str, Any]) -> None:
     if not lora.get("enabled"):
         return
@@ -93,23 +113,24 @@ def _check_lora(setting: str, lora: dict[str, Any]) -> None:
         raise ConfigError(f"{setting}.target_modules must be a non-empty list of module names or 'all-linear'; got {targets!r}")
 
 
-def trainer_settings(stage: str, student: dict[str, Any], output_dir: str) -> dict[str, Any]:
+def trainer_settings(stage: str, student: dict[str, Any], output_dir: str, device: Device) -> dict[str, Any]:
     """Keyword arguments of a stage's TRL config: its ``args`` and the pipeline's own settings.
 
-    Float32 throughout: CPUs gain little from mixed precision here, and every saved model stays an
-    ordinary float32 directory. No checkpoints unless a stage asks for them (into ``output_dir``,
-    a temporary directory), no reporting integrations, one process for data loading.
+    The device is ``runtime.device``'s. Float32 unless ``args`` ask for mixed precision (the
+    weights stay float32 either way, so every saved model is an ordinary float32 directory).
+    No checkpoints unless a stage asks for them (into ``output_dir``, a temporary directory), no
+    reporting integrations, one process for data loading.
     """
-    import torch
-
     return {
+        "bf16": False,
+        "fp16": False,
+        # Every parameter takes part in every forward pass: DDP need not search for unused ones.
+        "ddp_find_unused_parameters": False,
         **(student[stage].get("args") or {}),
         "output_dir": output_dir,
         "report_to": [],
         "seed": student.get("seed", 0),
-        "bf16": False,
-        "fp16": False,
-        "use_cpu": not torch.cuda.is_available(),
+        "use_cpu": device.use_cpu,
         "dataloader_num_workers": 0,
         "save_strategy": "no",
     }

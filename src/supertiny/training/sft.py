@@ -4,19 +4,20 @@ The examples are prompt-completion pairs in the shared prompt format, so the los
 answer only. With ``student.sft.early_stopping_patience`` and a non-empty ``distill_val`` the
 trainer evaluates after every epoch (or every ``args.eval_steps``), stops when the validation
 loss has not improved that many times, and ends on the best model; those checkpoints go to a
-temporary directory, never into the project.
+temporary directory, never into the project (one that every process of an ``accelerate launch``
+sees: the main process writes the best checkpoint, every process loads it).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from typing import Any
 
 from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
 from supertiny.datasets import ModelBundle, ModelDirectory
+from supertiny.runtime import Device, shared_workdir
 from supertiny.training.data import check_lengths, sft_dataset
 from supertiny.training.models import load_for_training, trained_model
 from supertiny.training.monitor import StageMonitor
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(
-    start: ModelDirectory, train_rows: list[dict], val_rows: list[dict], student: dict[str, Any], workdir: str, monitor: StageMonitor
+    start: ModelDirectory, train_rows: list[dict], val_rows: list[dict], student: dict[str, Any], workdir: str, monitor: StageMonitor,
+    device: Device,
 ) -> SFTTrainer:
     """An SFTTrainer for the model at ``start``, after the checks that must pass before training."""
     params = student["sft"]
@@ -37,7 +39,7 @@ def build_trainer(
     val = sft_dataset(val_rows, tokenizer, student["tools_mode"]) if val_rows else None
 
     # GRPO and distillation count their tokens in the trainer state; SFT's trainer counts there when asked.
-    settings = trainer_settings("sft", student, workdir) | {"include_num_input_tokens_seen": "non_padding"}
+    settings = trainer_settings("sft", student, workdir, device) | {"include_num_input_tokens_seen": "non_padding"}
     patience = params.get("early_stopping_patience")
     if patience and val is None:
         log.warning("sft: distill_val is empty, so no early stopping: training runs every epoch")
@@ -63,12 +65,12 @@ def build_trainer(
 
 
 def run_sft(
-    start: ModelDirectory, train_rows: list[dict], val_rows: list[dict], student: dict[str, Any]
+    start: ModelDirectory, train_rows: list[dict], val_rows: list[dict], student: dict[str, Any], device: Device
 ) -> tuple[ModelBundle, list[dict[str, Any]]]:
-    """Fine-tune the model at ``start`` on ``train_rows``; return the trained model and the stage's log."""
+    """Fine-tune the model at ``start`` on ``train_rows`` on ``device``; return the trained model and the stage's log."""
     monitor = StageMonitor("sft")
-    with tempfile.TemporaryDirectory(prefix="supertiny-sft-") as workdir:
-        trainer = build_trainer(start, train_rows, val_rows, student, workdir, monitor)
+    with shared_workdir("supertiny-sft-") as workdir:
+        trainer = build_trainer(start, train_rows, val_rows, student, workdir, monitor, device)
         trainer.train()
         model = trained_model(trainer)
     return ModelBundle(model, trainer.processing_class), monitor.rows

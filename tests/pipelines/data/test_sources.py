@@ -16,7 +16,7 @@ PARAMS = {"fields": {}, "default_tools": None, "source_split": None}
 
 def _requests_from(catalog_entry: dict, tool_catalog: list[dict]) -> list[dict]:
     catalog = DataCatalog.from_config({"raw_requests": catalog_entry})
-    requests, rejected = validate_requests(catalog.load("raw_requests"), tool_catalog, PARAMS)
+    requests, rejected, _ = validate_requests(catalog.load("raw_requests"), tool_catalog, PARAMS)
     assert rejected == []
     return requests
 
@@ -52,5 +52,5 @@ def test_huggingface_datasetdict_needs_the_split_named(tmp_path, good_rows, tool
     raw = DataCatalog.from_config({"raw": {"type": "huggingface.ArrowDataset", "path": str(hf_dir)}}).load("raw")
     with pytest.raises(ValueError, match="set data.source_split"):
         validate_requests(raw, tool_catalog, PARAMS)
-    requests, _ = validate_requests(raw, tool_catalog, {**PARAMS, "source_split": "test"})
+    requests, _, _ = validate_requests(raw, tool_catalog, {**PARAMS, "source_split": "test"})
     assert [r["id"] for r in requests] == [f"r{n}" for n in range(6, 12)]

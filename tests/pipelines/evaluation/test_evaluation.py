@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from supertiny.datasets import ModelDataset
+from supertiny.compression.quantization import RECIPE_FILE
+from supertiny.datasets import ModelDataset, ModelDirectory
+from supertiny.runtime import CPU, Device
 from supertiny.errors import ConfigError
 from supertiny.pipelines.evaluation import nodes
 from supertiny.pipelines.evaluation.nodes import (
@@ -21,6 +23,7 @@ from supertiny.pipelines.evaluation.nodes import (
     evaluate_local_model,
     evaluate_teacher,
     evaluate_trained_stage,
+    evaluation_device,
     function_errors,
     per_function_accuracy,
     per_function_table,
@@ -42,6 +45,7 @@ _spec.loader.exec_module(fake_openai)
 
 PARAMS = {"max_requests": None, "seed": 0, "max_new_tokens": 6, "constrained": False, "max_calls": 2, "batch_size": 2, "threads": 1,
           "latency": {"prompts": 2, "new_tokens": 3, "warmup": 1}, "price_per_hour_usd": 0.36}
+RUNTIME = {"device": "cpu"}
 LIGHTS_ON = [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}]
 TIMER = [{"name": "start_timer", "arguments": {"minutes": 5}}]
 
@@ -62,9 +66,9 @@ def test_per_function_accuracy_counts_each_referenced_function(requests):
 def test_a_local_model_gets_a_full_row_and_its_predictions(tmp_path, tiny_model, requests):
     dataset = ModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(tiny_model)
-    row, predictions = evaluate_local_model(dataset.load(), requests, "none", PARAMS, stage="base")
+    row, predictions = evaluate_local_model(dataset.load(), requests, "none", PARAMS, RUNTIME, stage="base")
     assert set(METRIC_COLUMNS) <= set(row)
-    assert row["stage"] == "base" and row["n"] == 3
+    assert row["stage"] == "base" and row["n"] == 3 and row["device"] == "cpu"
     assert row["tools_mode"] == "none" and row["constrained"] is False and row["unconstrained_fallbacks"] == 0
     assert row["params"] == sum(p.numel() for p in tiny_model.model.parameters())
     assert row["size_mb"] > 0 and row["p95_ms"] >= row["p50_ms"] > 0 and row["tokens_per_s"] > 0
@@ -80,15 +84,33 @@ def test_constrained_a_random_model_answers_valid_calls(tmp_path, tiny_model, re
     dataset = ModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(tiny_model)
     params = {**PARAMS, "constrained": True, "max_calls": 1, "max_new_tokens": 48}
-    row, predictions = evaluate_local_model(dataset.load(), requests, "signatures", params, stage="student_sft")
+    row, predictions = evaluate_local_model(dataset.load(), requests, "signatures", params, RUNTIME, stage="student_sft")
     assert row["constrained"] is True and row["tools_mode"] == "signatures" and row["unconstrained_fallbacks"] == 0
     assert row["valid_rate"] == 1.0 and all(p["calls"] is not None and len(p["calls"]) <= 1 for p in predictions)
+
+
+def test_models_are_evaluated_on_the_configured_device_a_quantized_one_on_the_cpu(tmp_path, monkeypatch):
+    gpu = Device("cuda", "NVIDIA H200", bf16=True, fp16=True)
+    monkeypatch.setattr(nodes, "resolve_device", lambda runtime: gpu if runtime["device"] == "cuda" else CPU)
+    plain, quantized = tmp_path / "student", tmp_path / "quantized"
+    plain.mkdir()
+    quantized.mkdir()
+    (quantized / RECIPE_FILE).write_text("{}")
+    assert evaluation_device(ModelDirectory(plain), {"device": "cuda"}) == gpu
+    assert evaluation_device(ModelDirectory(quantized), {"device": "cuda"}) == CPU
+    assert evaluation_device(ModelDirectory(plain), {"device": "cpu"}) == CPU
+
+
+def test_a_device_this_machine_lacks_stops_the_evaluation_with_its_setting(tmp_path, requests, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="runtime.device is cuda, but torch .* sees no CUDA device"):
+        evaluate_local_model(ModelDirectory(tmp_path), requests, "none", PARAMS, {"device": "cuda"}, stage="base")
 
 
 @pytest.mark.parametrize("setting, value", [("constrained", "yes"), ("max_calls", 0)])
 def test_decoding_settings_are_checked(tmp_path, requests, setting, value):
     with pytest.raises(ConfigError, match=f"evaluation.{setting}"):
-        evaluate_local_model(SimpleNamespace(path=tmp_path), requests, "none", {**PARAMS, setting: value}, stage="base")
+        evaluate_local_model(SimpleNamespace(path=tmp_path), requests, "none", {**PARAMS, setting: value}, RUNTIME, stage="base")
 
 
 def test_always_no_call_scores_the_empty_answer_everywhere(requests):
@@ -103,20 +125,21 @@ def test_always_no_call_scores_the_empty_answer_everywhere(requests):
 def test_student_kd_is_evaluated_only_when_it_trained(tmp_path, tiny_model, requests):
     dataset = ModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(tiny_model)
-    skipped = evaluate_trained_stage(dataset.load(), requests, "none", PARAMS, ["sft", "rl"], stage="student_kd", training_stage="kd")
+    skipped = evaluate_trained_stage(dataset.load(), requests, "none", PARAMS, RUNTIME, ["sft", "rl"], stage="student_kd",
+                                     training_stage="kd")
     assert skipped == ({}, [])
-    row, predictions = evaluate_trained_stage(dataset.load(), requests, "none", PARAMS, ["sft", "kd"], stage="student_kd",
+    row, predictions = evaluate_trained_stage(dataset.load(), requests, "none", PARAMS, RUNTIME, ["sft", "kd"], stage="student_kd",
                                               training_stage="kd")
     assert row["stage"] == "student_kd" and len(predictions) == 3
     assert list(collect_stage_metrics(_row("teacher", 0.5, 10.0, None), {}, row).stage) == ["teacher", "student_kd"]
     evaluate = next(n for n in create_pipeline().nodes if n.name == "evaluate_student_kd")
     assert evaluate.inputs == ["student_kd", "evaluation_requests", "params:student.tools_mode", "params:evaluation",
-                               "params:student.stages"]
+                               "params:runtime", "params:student.stages"]
 
 
 def _row(stage, exact, p50, size, call_exact=None):
     call_exact = exact if call_exact is None else call_exact
-    return {"stage": stage, "model_path": f"/m/{stage}", "tools_mode": "none", "constrained": True, "params": 1000,
+    return {"stage": stage, "model_path": f"/m/{stage}", "device": "cpu", "tools_mode": "none", "constrained": True, "params": 1000,
             "size_mb": size, "exact_match": exact, "exact_match_low": max(exact - 0.1, 0), "exact_match_high": min(exact + 0.1, 1),
             "call_exact_match": call_exact, "similarity": exact, "valid_rate": 1.0, "no_call_accuracy": 1.0, "p50_ms": p50,
             "p95_ms": p50 * 1.2, "tokens_per_s": 10.0, "requests_per_s": 1.0, "cost_per_1k_requests": 0.01,
@@ -197,7 +220,7 @@ def test_table_plots_report_and_record_come_from_the_rows(tmp_path):
         {"model": "local", "strategy": "decomposed", "requests_sent": 16, "cost_usd": 0.0},
         record, *figures, {"confusions": 10},
     )
-    assert "| quantized | none | True | 1000 | 120 | 0.75 [0.65, 0.85] | 0.75 |" in markdown
+    assert "| quantized | cpu | none | True | 1000 | 120 | 0.75 [0.65, 0.85] | 0.75 |" in markdown
     assert "## Summary\n\nTeacher: exact match 0.60 [0.50, 0.70]" in markdown and "Not learning: base." in markdown
     assert "## Errors of the best student (student_sft)" in markdown
     assert "| set_lights | 0.6 | 0.8 | 1 |" in markdown and "| set_lights | start_timer | 1 |" in markdown
@@ -270,3 +293,18 @@ def test_a_teacher_on_this_machine_costs_its_machine_time(requests, tmp_path, mo
     remote = {**teacher, "base_url": "https://api.example.com/v1"}
     row, _, _ = evaluate_teacher(requests, [], SimpleNamespace(path=tmp_path), remote, PARAMS)
     assert row["cost_per_1k_requests"] == pytest.approx(1000 * (100 * 1.0 + 10 * 2.0) / 1e6)  # tokens x prices
+
+
+def test_unlabelled_requests_log_n_a_not_zero(requests, tmp_path, caplog):
+    unlabelled = [{**request, "reference": None} for request in requests]
+    teacher = {"model": "teacher", "api_key_env": None, "strategy": "prompted", "k_samples": 1, "max_tokens": 32,
+               "concurrency": 2, "timeout_s": 10, "max_retries": 0, "few_shot": 0, "cache_dir": str(tmp_path / "cache")}
+    with fake_openai.FakeOpenAI() as server, caplog.at_level("INFO", logger="supertiny"):
+        row, _, _ = evaluate_teacher(unlabelled, [], SimpleNamespace(path=tmp_path), {**teacher, "base_url": server.base_url}, PARAMS)
+    assert row["exact_match"] is None and row["p50_ms"] is not None
+    line = next(record.getMessage() for record in caplog.records if record.getMessage().startswith("teacher: exact match"))
+    assert line.startswith("teacher: exact match n/a, similarity n/a, p50 ") and "0.000" not in line
+
+
+def test_metrics_line_shows_measured_numbers():
+    assert nodes.metrics_line({"exact_match": 0.5, "similarity": float("nan"), "p50_ms": 12.4}) == "exact match 0.500, similarity n/a, p50 12 ms"

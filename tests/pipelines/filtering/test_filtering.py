@@ -215,3 +215,49 @@ def test_a_verifier_that_applies_to_nothing_has_a_null_rate_in_the_json_summary(
     _, _, _, summary = filter_candidates(candidates, [request_of("a")], [], PARAMS)
     assert summary["by_verifier"]["consistency"] is None  # every request is labelled
     assert "NaN" not in json.dumps(summary)
+
+
+# ---- a teacher that never calls ----------------------------------------------------------------
+
+NO_CALL_CHECK = {**PARAMS, "no_call_margin": 0.25, "max_no_call_share": 0.9}
+
+
+def test_an_all_no_call_teacher_stops_filtering_and_names_the_setting(request_of):
+    # 30 requests, 24 of which need a call; the teacher answered [] to every sample (tools ignored).
+    requests = [request_of(f"r{i}", KITCHEN_ON if i % 5 else []) for i in range(30)]
+    candidates = [candidate(f"r{i}", sample, []) for i in range(30) for sample in range(2)]
+    with pytest.raises(SupertinyError, match=r"100% of the teacher's answers are 'no call' \(60 of 60\), against 20% of the 30 "
+                                             r"labelled requests.*filtering.max_no_call_share \(0.9\)"):
+        filter_candidates(candidates, requests, [], NO_CALL_CHECK)
+
+
+def test_a_no_call_share_far_above_the_labels_but_below_the_maximum_warns(request_of, caplog):
+    requests = [request_of(f"r{i}", KITCHEN_ON if i % 5 else []) for i in range(30)]
+    candidates = [candidate(f"r{i}", 0, [] if i % 3 else KITCHEN_ON) for i in range(30)]  # two thirds []
+    with caplog.at_level("WARNING", logger="supertiny"):
+        _, _, _, summary = filter_candidates(candidates, requests, [], NO_CALL_CHECK)
+    assert any("67% of the teacher's answers are 'no call'" in r.getMessage() for r in caplog.records)
+    assert summary["no_call"] == {"answers": 30, "no_call_answers": 20, "share": 0.6667, "share_low": pytest.approx(0.488, abs=1e-3),
+                                  "labelled_requests": 30, "labelled_share": 0.2}
+
+
+def test_a_source_that_mostly_needs_no_call_is_not_flagged(request_of, caplog):
+    requests = [request_of(f"r{i}", [] if i % 10 else KITCHEN_ON) for i in range(40)]  # 90% need none
+    candidates = [candidate(f"r{i}", 0, []) for i in range(40)]
+    with caplog.at_level("WARNING", logger="supertiny"):
+        filter_candidates(candidates, requests, [], NO_CALL_CHECK)
+    assert not any("'no call'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_few_no_call_answers_are_not_enough_to_stop(request_of, caplog):
+    # Two answers, both []: far above the labels, but the share's interval reaches well below 0.9.
+    requests = [request_of("a"), request_of("b")]
+    with caplog.at_level("WARNING", logger="supertiny"):
+        filter_candidates([candidate("a", 0, []), candidate("b", 0, [])], requests, [], NO_CALL_CHECK)
+    assert any("100% of the teacher's answers are 'no call' (2 of 2)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("key", ["max_no_call_share", "no_call_margin"])
+def test_no_call_settings_are_checked(key):
+    with pytest.raises(ConfigError, match=f"filtering.{key} must be a number in"):
+        check_params({**PARAMS, key: 1.5})

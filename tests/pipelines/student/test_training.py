@@ -12,6 +12,7 @@ from supertiny.datasets import ModelDataset, ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.pipelines.student.nodes import finish_student, train_kd, train_rl, train_sft
 from supertiny.prompt import prompt_text, target_text
+from supertiny.runtime import CPU
 from supertiny.training import rl as rl_stage
 from supertiny.training.kd import run_kd
 from supertiny.training.monitor import StageMonitor
@@ -20,6 +21,7 @@ from supertiny.training.sft import build_trainer, run_sft
 
 LORA = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 NO_LORA = {"enabled": False}
+RUNTIME = {"device": "cpu"}
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def changed(before: dict, after: dict) -> list[str]:
 
 
 def test_sft_masks_the_prompt_and_learns_the_answer_tokens(tiny_dir, rows, student, tmp_path):
-    trainer = build_trainer(tiny_dir, rows, [], student, str(tmp_path), StageMonitor("sft"))
+    trainer = build_trainer(tiny_dir, rows, [], student, str(tmp_path), StageMonitor("sft"), CPU)
     tokenizer = trainer.processing_class
     example = trainer.train_dataset[0]
     prompt_ids = tokenizer(prompt_text(rows[0], tokenizer, "none"))["input_ids"]
@@ -104,7 +106,7 @@ def test_sft_masks_the_prompt_and_learns_the_answer_tokens(tiny_dir, rows, stude
 
 
 def test_sft_trains_saves_a_plain_model_and_logs(tiny_dir, rows, student, tmp_path):
-    bundle, log = run_sft(tiny_dir, rows, rows[:2], student)
+    bundle, log = run_sft(tiny_dir, rows, rows[:2], student, CPU)
     after = saved(bundle, tmp_path, "sft")
     assert changed(weights(tiny_dir), weights(after))
     assert after.load_model().config.use_cache is True
@@ -116,7 +118,7 @@ def test_sft_trains_saves_a_plain_model_and_logs(tiny_dir, rows, student, tmp_pa
 
 def test_sft_with_lora_saves_the_merged_model(tiny_dir, rows, student, tmp_path):
     student["sft"]["lora"] = LORA
-    bundle, _ = run_sft(tiny_dir, rows, [], student)
+    bundle, _ = run_sft(tiny_dir, rows, [], student, CPU)
     moved = changed(weights(tiny_dir), weights(saved(bundle, tmp_path, "lora")))
     assert moved and all(".q_proj." in name or ".v_proj." in name for name in moved)
 
@@ -128,7 +130,7 @@ def length_reward(completions: list[str], **_) -> list[float]:
 
 def test_rl_moves_the_policy_when_rewards_differ(tiny_dir, rows, student, tmp_path, monkeypatch):
     monkeypatch.setattr(rl_stage, "similarity_reward", length_reward)
-    bundle, log = run_rl(tiny_dir, rows, student)
+    bundle, log = run_rl(tiny_dir, rows, student, CPU)
     assert changed(weights(tiny_dir), weights(saved(bundle, tmp_path, "rl")))
     assert [row["step"] for row in log if "reward" in row] == [1, 2]
     assert all(row["tokens_per_s"] > 0 for row in log)
@@ -137,7 +139,7 @@ def test_rl_moves_the_policy_when_rewards_differ(tiny_dir, rows, student, tmp_pa
 def test_rl_skips_groups_of_equal_rewards(tiny_dir, rows, student):
     """The random model never writes a parseable answer: every reward is 0, every group equal,
     so every advantage is 0 and the policy does not move."""
-    bundle, log = run_rl(tiny_dir, rows, student)
+    bundle, log = run_rl(tiny_dir, rows, student, CPU)
     assert not changed(weights(tiny_dir), weights(bundle.model))
     assert all(row["frac_reward_zero_std"] == 1.0 for row in log if "reward" in row)
 
@@ -147,7 +149,7 @@ def test_kd_moves_the_student_toward_another_teacher(tiny_dir, rows, student, tm
 
     teacher = saved(random_like(resolve_source(default_source), tiny_overrides, seed=1), tmp_path, "teacher")
     student["kd"]["teacher_model_dir"] = str(teacher.path)
-    bundle, log = run_kd(tiny_dir, rows, student)
+    bundle, log = run_kd(tiny_dir, rows, student, CPU)
     assert changed(weights(tiny_dir), weights(saved(bundle, tmp_path, "kd")))
     assert all(row["loss"] > 0 for row in log if "loss" in row)
 
@@ -155,20 +157,20 @@ def test_kd_moves_the_student_toward_another_teacher(tiny_dir, rows, student, tm
 def test_kd_teacher_must_be_a_model_with_the_students_vocabulary(tiny_dir, tiny_model, rows, student, tmp_path):
     student["kd"]["teacher_model_dir"] = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="student.kd.teacher_model_dir: .* is not a model directory"):
-        run_kd(tiny_dir, rows, student)
+        run_kd(tiny_dir, rows, student, CPU)
     other = copy.deepcopy(tiny_model.tokenizer)
     other.add_tokens(["<room>"])
     other_dir = saved(type(tiny_model)(tiny_model.model, other), tmp_path, "other")
     student["kd"]["teacher_model_dir"] = str(other_dir.path)
     with pytest.raises(ConfigError, match="student.kd.teacher_model_dir: .* has another tokenizer than the student"):
-        run_kd(tiny_dir, rows, student)
+        run_kd(tiny_dir, rows, student, CPU)
 
 
 def test_stages_left_out_pass_their_input_on(tiny_dir, rows, student):
     student["stages"] = ["sft"]
-    model, log = train_rl(tiny_dir, rows, student)
+    model, log = train_rl(tiny_dir, rows, student, RUNTIME)
     assert model is tiny_dir and log.to_dict("records") == [{"stage": "rl", "status": "skipped", "reason": "not in student.stages"}]
-    _, kd_log = train_kd(tiny_dir, rows, student)
+    _, kd_log = train_kd(tiny_dir, rows, student, RUNTIME)
     _, summary = finish_student(tiny_dir, log, log, kd_log)
     assert summary["kd"] == {"status": "skipped", "reason": "not in student.stages"}
 
@@ -176,10 +178,10 @@ def test_stages_left_out_pass_their_input_on(tiny_dir, rows, student):
 def test_nodes_refuse_an_empty_distill_train_before_loading_anything(student):
     student["stages"] = ["sft"]
     with pytest.raises(ConfigError, match="distill_train is empty"):
-        train_sft(ModelDirectory(path=None), [], [], student)
+        train_sft(ModelDirectory(path=None), [], [], student, RUNTIME)
 
 
 def test_a_bad_lora_target_fails_before_training(tiny_dir, rows, student):
     student["sft"]["lora"] = {**LORA, "target_modules": ["c_attn"]}
     with pytest.raises(ConfigError, match=r"student.sft.lora.target_modules: \['c_attn'\] not in the model"):
-        run_sft(tiny_dir, rows, [], student)
+        run_sft(tiny_dir, rows, [], student, CPU)

@@ -1,7 +1,8 @@
 """`kedro run --env smoke --pipelines student` in a copy of the project: every stage, as a user runs it.
 
-The smoke teacher (a random tiny model) never writes a valid answer, so this test writes its own
-distill_train and distill_val, as the filtering pipeline would with a working teacher.
+The smoke teacher (a random tiny model) never writes a valid answer, so these tests write their
+own distill_train and distill_val (``write_examples``), as the filtering pipeline would with a
+working teacher.
 """
 
 from __future__ import annotations
@@ -20,25 +21,7 @@ def project(project_copy) -> Path:
     return project_copy
 
 
-def write_examples(project: Path, tools: list[dict], count: int) -> None:
-    examples = [
-        ("Kitchen lights on", [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}]),
-        ("start a 5 minute timer", [{"name": "start_timer", "arguments": {"minutes": 5}}]),
-        ("how are you?", []),
-        ("bedroom lights off", [{"name": "set_lights", "arguments": {"room": "bedroom", "on": False}}]),
-    ][:count]
-    rows = [
-        {"id": f"d{n}", "messages": [{"role": "user", "content": text}], "tools": tools, "reference": calls, "meta": {},
-         "calls": calls, "sample": 0, "verifiers_passed": ["reference"]}
-        for n, (text, calls) in enumerate(examples)
-    ]
-    folder = project / "data" / "smoke" / "05_model_input"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "distill_train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (folder / "distill_val.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
-
-
-def test_smoke_student_runs_every_stage(kedro, project, tool_catalog):
+def test_smoke_student_runs_every_stage(kedro, project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 4)
     result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -52,7 +35,7 @@ def test_smoke_student_runs_every_stage(kedro, project, tool_catalog):
     assert {stage: entry["status"] for stage, entry in summary.items()} == {"sft": "trained", "rl": "trained", "kd": "trained"}
 
 
-def test_an_empty_distill_train_stops_the_run_with_one_message(kedro, project, tool_catalog):
+def test_an_empty_distill_train_stops_the_run_with_one_message(kedro, project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 0)
     result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
     output = result.stderr + result.stdout
@@ -61,7 +44,7 @@ def test_an_empty_distill_train_stops_the_run_with_one_message(kedro, project, t
     assert "Traceback" not in output
 
 
-def test_a_bad_setting_stops_the_run_with_one_message(kedro, project, tool_catalog):
+def test_a_bad_setting_stops_the_run_with_one_message(kedro, project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 4)
     broken = project / "conf" / "smoke_broken"
     shutil.copytree(project / "conf" / "smoke", broken, dirs_exist_ok=True)

@@ -5,6 +5,9 @@ fine-tuning on ``distill_train`` (Intel Neural Compressor's training-time prunin
 slimming so the model really shrinks), distillation from the unpruned student to win back
 what pruning cost, then post-training quantisation. Each node returns its model and a log;
 ``summarize_compression`` joins the logs into ``compression_log``.
+
+Fine-tuning while pruning and recovery train on ``runtime.device``; layer importance, slimming
+and quantisation run on the CPU (every quantisation method here makes CPU kernels).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from supertiny.compression.settings import check_against_model, check_params
 from supertiny.compression.training import calibration_batches, distil, fine_tune
 from supertiny.datasets import ModelBundle, ModelDirectory
 from supertiny.errors import SupertinyError
+from supertiny.runtime import resolve_device
 from supertiny.training.data import check_lengths, sft_dataset
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,8 @@ def _shape(model: torch.nn.Module) -> dict[str, int]:
 
 
 def prune_student(
-    student_model: ModelDirectory, distill_train: list[dict], compression: dict[str, Any], student: dict[str, Any]
+    student_model: ModelDirectory, distill_train: list[dict], compression: dict[str, Any], student: dict[str, Any],
+    runtime: dict[str, Any],
 ) -> tuple[ModelBundle, dict]:
     """Drop the least important decoder layers, prune MLP channels with INC while fine-tuning,
     then slim the zeroed channels away: a smaller model, not a sparse one.
@@ -72,6 +77,7 @@ def prune_student(
     the compressed models keep."""
     started = time.perf_counter()
     pruning = compression["pruning"]
+    device = resolve_device(runtime)
     model = student_model.load_model(dtype=torch.float32)
     tokenizer = student_model.load_tokenizer()
     check_against_model(compression, model)
@@ -89,10 +95,12 @@ def prune_student(
 
     from neural_compressor.training import prepare_compression
 
-    manager = prepare_compression(model, mlp_pruning_config(pruning))
+    # INC makes its masks on the weights' device: the model goes there first.
+    manager = prepare_compression(model.to(device.type), mlp_pruning_config(pruning))
     dataset = sft_dataset(rows, tokenizer, student["tools_mode"])
     losses = fine_tune(
-        model, tokenizer, dataset, pruning["training"], student["max_length"], compression["seed"], callbacks=[INCPruningCallback(manager)]
+        model, tokenizer, dataset, pruning["training"], student["max_length"], compression["seed"], device,
+        callbacks=[INCPruningCallback(manager)],
     )
     pruned_layers = matching_modules(model, pruning["mlp"]["op_names"])
     sparsity = pruned_share(model, pruned_layers)
@@ -111,6 +119,7 @@ def prune_student(
         "intermediate_size": width,
         "attention": "not pruned: INC's head pruning cannot trace transformers 5 models",
         "train_rows": len(rows),
+        "device": device.name,
         "losses": losses,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -123,31 +132,37 @@ def recover_pruned(
     distill_train: list[dict],
     compression: dict[str, Any],
     student: dict[str, Any],
+    runtime: dict[str, Any],
 ) -> tuple[ModelBundle, dict]:
     """Distil the unpruned student into the pruned one on the answers (logit KL plus the answer
     cross-entropy), to win back what pruning cost."""
     started = time.perf_counter()
     recovery = compression["recovery"]
+    device = resolve_device(runtime)
     model = pruned_model.load_model(dtype=torch.float32)
     tokenizer = pruned_model.load_tokenizer()
-    report: dict[str, Any] = {"steps": recovery["steps"]}
+    report: dict[str, Any] = {"steps": recovery["steps"], "device": device.name}
     if recovery["steps"]:
         teacher = student_model.load_model(dtype=torch.float32)
         rows = _training_rows(distill_train, compression, tokenizer, student)
         dataset = sft_dataset(rows, tokenizer, student["tools_mode"])
-        report.update(distil(model, teacher, tokenizer, dataset, recovery, student["max_length"], compression["seed"]))
+        report.update(distil(model, teacher, tokenizer, dataset, recovery, student["max_length"], compression["seed"], device))
     report["seconds"] = round(time.perf_counter() - started, 1)
     return ModelBundle(model, tokenizer), report
 
 
 def quantize_recovered(
-    pruned_recovered: ModelDirectory, distill_train: list[dict], compression: dict[str, Any], student: dict[str, Any]
+    pruned_recovered: ModelDirectory, distill_train: list[dict], compression: dict[str, Any], student: dict[str, Any],
+    runtime: dict[str, Any],
 ) -> tuple[ModelBundle, dict]:
     """Quantise the recovered model with the configured method (calibrated on ``distill_train``
-    prompts where the method needs it); it is saved in its quantised form."""
+    prompts where the method needs it); it is saved in its quantised form. On the CPU whatever
+    ``runtime.device`` says: the quantised layers are CPU kernels."""
     started = time.perf_counter()
     settings = compression["quantization"]
     recipe = Recipe.from_settings(settings)
+    if not resolve_device(runtime).use_cpu:
+        log.info("Quantising with %s on the CPU, not runtime.device: its quantised layers run on the CPU only", recipe.method)
     model = pruned_recovered.load_model(dtype=torch.float32)
     tokenizer = pruned_recovered.load_tokenizer()
     calibration = None
@@ -156,7 +171,8 @@ def quantize_recovered(
         calibration = calibration_batches(rows, tokenizer, student["tools_mode"])
     params = parameter_count(model)
     model = quantize(model, recipe, calibration)
-    report = {"recipe": asdict(recipe), "name": recipe.name, "params": params, "seconds": round(time.perf_counter() - started, 1)}
+    report = {"recipe": asdict(recipe), "name": recipe.name, "params": params, "device": "cpu",
+              "seconds": round(time.perf_counter() - started, 1)}
     return ModelBundle(model, tokenizer, quantization=recipe), report
 
 

@@ -10,19 +10,19 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 prune_student,
-                ["student_model", "distill_train", "params:compression", "params:student"],
+                ["student_model", "distill_train", "params:compression", "params:student", "params:runtime"],
                 ["pruned_model", "compression_pruning_log"],
                 name="prune_student",
             ),
             node(
                 recover_pruned,
-                ["pruned_model", "student_model", "distill_train", "params:compression", "params:student"],
+                ["pruned_model", "student_model", "distill_train", "params:compression", "params:student", "params:runtime"],
                 ["pruned_recovered", "compression_recovery_log"],
                 name="recover_pruned",
             ),
             node(
                 quantize_recovered,
-                ["pruned_recovered", "distill_train", "params:compression", "params:student"],
+                ["pruned_recovered", "distill_train", "params:compression", "params:student", "params:runtime"],
                 ["quantized_model", "compression_quantization_log"],
                 name="quantize_recovered",
             ),

@@ -2,7 +2,8 @@
 
 A request record (DESIGN.md) is ``{id, messages, tools, reference, meta}``: ``tools`` are full
 OpenAI tool schemas, ``reference`` is a list of calls or None when unlabelled, and ``meta``
-keeps the source's other columns (the demo data's ``template`` and ``intent``).
+keeps the source's other columns (the demo data's ``template`` and ``intent``). ``data.format``
+picks the reader of a source row (``supertiny.formats``); every format is validated the same way.
 """
 
 from __future__ import annotations
@@ -12,25 +13,19 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from supertiny.calls import check_tool_schema, parse_calls, validate_calls
-from supertiny.datasets import UnparsedLine
+from supertiny.datasets import JSONLinesReader, UnparsedLine
+from supertiny.errors import ConfigError, DataError
+from supertiny.formats import FORMAT_COLUMNS, READERS, RECORD_FIELDS, RowError
 
 log = logging.getLogger(__name__)
 
 ROLES = {"system", "user", "assistant", "tool"}
-RECORD_FIELDS = ("id", "messages", "query", "tools", "reference")
-
-
-class RowError(ValueError):
-    """A row that cannot become a request: which field, and why."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 def _plain(value: Any) -> Any:
@@ -48,38 +43,59 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _source_rows(raw: Any, source_split: str | None) -> list[Any]:
-    """Rows of a JSON Lines list, a pandas DataFrame or a Hugging Face (Dataset|DatasetDict)."""
+def source_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """``data.format``, ``data.fields``, ``data.max_line_bytes`` and ``data.max_rejected_share``, checked."""
+    format_ = params.get("format") or "canonical"
+    if format_ not in READERS:
+        raise ConfigError(f"data.format: unknown format {format_!r} (expected one of {sorted(READERS)})")
+    fields = params.get("fields") or {}
+    unknown = sorted(set(fields) - set(RECORD_FIELDS))
+    if unknown:
+        raise ConfigError(f"data.fields: unknown field(s) {unknown} (expected some of {list(RECORD_FIELDS)})")
+    max_line_bytes = params.get("max_line_bytes")
+    if max_line_bytes is not None and (isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1):
+        raise ConfigError(f"data.max_line_bytes must be a positive number of bytes or null (no limit); got {max_line_bytes!r}")
+    share = params.get("max_rejected_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ConfigError(f"data.max_rejected_share must be a number in [0, 1]; got {share!r}")
+    return {
+        "format": format_,
+        "fields": {name: fields.get(name) or name for name in RECORD_FIELDS},
+        "max_line_bytes": max_line_bytes,
+        "max_rejected_share": share,
+    }
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """The data settings, checked before a run starts (``supertiny.hooks``)."""
+    source_settings(params)
+    reply = (params.get("openai_export") or {}).get("no_call_reply")
+    if not isinstance(reply, str) or not reply.strip():
+        raise ConfigError(f"data.openai_export.no_call_reply must be a non-empty text; got {reply!r}")
+
+
+def _source_rows(raw: Any, source_split: str | None, max_line_bytes: int | None) -> Iterator[tuple[int, Any]]:
+    """``(row number, row)`` of a JSON Lines source (lazy: the line number; a list: its
+    position), a pandas DataFrame or a Hugging Face (Dataset|DatasetDict), one at a time."""
+    if isinstance(raw, JSONLinesReader):
+        return raw.numbered(max_line_bytes)
     if isinstance(raw, list):
-        return raw
+        return enumerate(raw, start=1)
     if hasattr(raw, "to_dict") and hasattr(raw, "columns"):  # pandas
-        return [_plain(row) for row in raw.to_dict(orient="records")]
+        return enumerate((_plain(row) for row in raw.to_dict(orient="records")), start=1)
     if hasattr(raw, "keys") and hasattr(raw, "column_names"):  # datasets.DatasetDict
         splits = list(raw.keys())
         if source_split is None and len(splits) == 1:
             source_split = splits[0]
         if source_split not in raw:
-            raise ValueError(f"raw_requests has splits {splits}: set data.source_split to one of them")
+            raise ConfigError(f"raw_requests has splits {splits}: set data.source_split to one of them")
         raw = raw[source_split]
-    if hasattr(raw, "to_list"):  # datasets.Dataset
-        return [_plain(row) for row in raw.to_list()]
+    if hasattr(raw, "column_names") and hasattr(raw, "__iter__"):  # datasets.Dataset: rows off its Arrow table
+        return enumerate((_plain(row) for row in raw), start=1)
     raise TypeError(f"raw_requests loaded as {type(raw).__name__}; expected JSON Lines, a DataFrame or a datasets.Dataset")
 
 
-def _decoded(value: Any, field: str) -> Any:
-    """Columnar sources often store nested fields as JSON text."""
-    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as error:
-            raise RowError(field, f"not valid JSON ({error})") from None
-    return value
-
-
-def _messages(row: dict[str, Any], fields: dict[str, str]) -> list[dict[str, str]]:
-    messages = _decoded(row.get(fields["messages"]), "messages")
-    if messages is None and row.get(fields["query"]) is not None:
-        messages = [{"role": "user", "content": row[fields["query"]]}]
+def _messages(messages: Any) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         raise RowError("messages", "missing or empty (expected a list of {role, content})")
     for position, message in enumerate(messages):
@@ -92,8 +108,9 @@ def _messages(row: dict[str, Any], fields: dict[str, str]) -> list[dict[str, str
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def _tools(value: Any, tool_catalog: dict[str, dict], default_tools: Any) -> list[dict]:
-    value = _decoded(value, "tools")
+def _tools(value: Any, tool_catalog: dict[str, dict], default_tools: Any, checked: dict[str, tuple[dict, list[str]]]) -> list[dict]:
+    """The row's tools as schemas. ``checked`` holds every schema seen so far by its JSON text:
+    rows of a log repeat the same tools, which are checked once and then shared, not copied."""
     if value is None:
         value = default_tools
     if value == "all":
@@ -110,7 +127,10 @@ def _tools(value: Any, tool_catalog: dict[str, dict], default_tools: Any) -> lis
             tool = entry
         else:
             raise RowError("tools", f"entry {entry!r} is neither a tool name nor a tool schema")
-        problems = check_tool_schema(tool)
+        key = entry if isinstance(entry, str) else json.dumps(tool, sort_keys=True, default=str)  # a name, or an object's text
+        if key not in checked:
+            checked[key] = (tool, check_tool_schema(tool))
+        tool, problems = checked[key]
         if problems:
             raise RowError("tools", "; ".join(problems))
         tools.append(tool)
@@ -118,7 +138,6 @@ def _tools(value: Any, tool_catalog: dict[str, dict], default_tools: Any) -> lis
 
 
 def _reference(value: Any, tools: list[dict]) -> list[dict] | None:
-    value = _decoded(value, "reference")
     if value is None:
         return None
     parsed = parse_calls(json.dumps(value))
@@ -135,40 +154,59 @@ def _content_id(messages: list[dict], tools: list[dict]) -> str:
     return hashlib.sha1(json.dumps([messages, names], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def to_request(row: Any, tool_catalog: dict[str, dict], params: dict[str, Any]) -> dict[str, Any]:
-    """One source row as a request record, or RowError naming the field at fault."""
+def _unparsed(line: UnparsedLine, max_line_bytes: int | None) -> RowError:
+    if line.kind == "encoding":
+        return RowError("line", f"line {line.line} is not UTF-8: {line.error}")
+    if line.kind == "too_long":
+        return RowError("line", f"line {line.line} is {line.size:,} bytes, over data.max_line_bytes ({max_line_bytes:,}): not loaded")
+    return RowError("line", f"line {line.line} is not valid JSON ({line.error})")
+
+
+def to_request(
+    row: Any, tool_catalog: dict[str, dict], settings: dict[str, Any], default_tools: Any, checked_tools: dict | None = None
+) -> dict[str, Any]:
+    """One source row as a request record (``settings``: :func:`source_settings`), or RowError
+    naming the field at fault. ``checked_tools``: the tool schemas checked so far (see ``_tools``)."""
     if isinstance(row, UnparsedLine):
-        raise RowError("line", f"line {row.line} is not valid JSON ({row.error})")
+        raise _unparsed(row, settings["max_line_bytes"])
     if not isinstance(row, dict):
         raise RowError("row", f"expected an object, got {type(row).__name__}")
-    fields = {name: (params.get("fields") or {}).get(name, name) for name in RECORD_FIELDS}
-    messages = _messages(row, fields)
-    tools = _tools(row.get(fields["tools"]), tool_catalog, params.get("default_tools"))
-    reference = _reference(row.get(fields["reference"]), tools)
-    request_id = row.get(fields["id"])
-    meta = {key: value for key, value in row.items() if key not in fields.values()}
+    parts = READERS[settings["format"]](row, settings["fields"])
+    messages = _messages(parts["messages"])
+    tools = _tools(parts["tools"], tool_catalog, default_tools, {} if checked_tools is None else checked_tools)
+    reference = _reference(parts["reference"], tools)
+    request_id = parts["id"]
     return {
         "id": str(request_id) if request_id not in (None, "") else _content_id(messages, tools),
         "messages": messages,
         "tools": tools,
         "reference": reference,
-        "meta": meta,
+        "meta": parts["meta"],
     }
 
 
 def validate_requests(
     raw_requests: Any, tool_catalog: list[dict], params: dict[str, Any]
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Map every source row to a request record; bad rows and duplicates go to the rejected
-    list with the row number, field and reason, and the run goes on."""
+    list with the row number, format, field and reason, and the run goes on. Also returns what
+    the source looked like (rows, columns, how they were read), for :func:`check_rejections`.
+    An empty source stops here: there is nothing to reject."""
+    settings = source_settings(params)
     catalog = {tool.get("function", {}).get("name"): tool for tool in tool_catalog or []}
     requests: list[dict] = []
     rejected: list[dict] = []
+    columns: Counter[str] = Counter()
     seen_ids: dict[str, int] = {}
     seen_content: dict[str, str] = {}
-    for number, row in enumerate(_source_rows(raw_requests, params.get("source_split")), start=1):
+    checked_tools: dict[str, tuple[dict, list[str]]] = {}
+    rows = 0
+    for number, row in _source_rows(raw_requests, params.get("source_split"), settings["max_line_bytes"]):
+        rows += 1
+        if isinstance(row, dict):
+            columns.update(row.keys())
         try:
-            request = to_request(row, catalog, params)
+            request = to_request(row, catalog, settings, params.get("default_tools"), checked_tools)
             if request["id"] in seen_ids:
                 raise RowError("id", f"duplicate id {request['id']!r} (first at row {seen_ids[request['id']]})")
             content = _content_id(request["messages"], request["tools"])
@@ -176,17 +214,47 @@ def validate_requests(
                 raise RowError("messages", f"duplicate of request {seen_content[content]!r}")
         except RowError as error:
             raw = row.text if isinstance(row, UnparsedLine) else json.dumps(row, ensure_ascii=False, default=str)
-            row_id = row.get("id") if isinstance(row, dict) else None
-            rejected.append({"row": number, "id": row_id, "field": error.field, "reason": error.reason, "raw": raw})
+            row_id = row.get(settings["fields"]["id"]) if isinstance(row, dict) else None
+            rejected.append({"row": number, "id": row_id, "format": settings["format"], "field": error.field,
+                             "reason": error.reason, "raw": raw})
             continue
         seen_ids[request["id"]] = number
         seen_content[content] = request["id"]
         requests.append(request)
+    if not rows:
+        raise DataError("raw_requests has no rows: the source is empty (check its path in the catalog)")
     if rejected:
-        reasons = Counter(r["field"] for r in rejected)
-        log.warning("Rejected %d of %d rows (by field: %s); see rejected_requests", len(rejected), number, dict(reasons))
-    log.info("Validated %d requests", len(requests))
-    return requests, rejected
+        log.warning("Rejected %d of %d rows (by field: %s); see rejected_requests", len(rejected), rows,
+                    dict(Counter(r["field"] for r in rejected)))
+    log.info("Validated %d requests (data.format %s)", len(requests), settings["format"])
+    source = {"rows": rows, "columns": sorted(columns), "format": settings["format"], "fields": settings["fields"]}
+    return requests, rejected, source
+
+
+def check_rejections(
+    requests: list[dict], rejected_requests: list[dict], source: dict[str, Any], params: dict[str, Any]
+) -> list[dict]:
+    """The requests, when the source was mostly readable. Stops the run (after
+    ``rejected_requests`` is written) when none is left or more than
+    ``data.max_rejected_share`` of the rows were rejected: a source that does not match its
+    settings is named here, not steps later as a filter that kept nothing."""
+    settings = source_settings(params)
+    share = len(rejected_requests) / source["rows"]
+    if requests and share <= settings["max_rejected_share"]:
+        return requests
+    by_field = dict(Counter(row["field"] for row in rejected_requests).most_common())
+    first = rejected_requests[0]
+    if source["format"] == "canonical":
+        read = f"data.format canonical with data.fields {json.dumps(source['fields'])}"
+    else:
+        read = f"data.format {source['format']}, which reads {FORMAT_COLUMNS[source['format']]}"
+    raise DataError(
+        f"raw_requests: {len(rejected_requests)} of {source['rows']} rows rejected ({share:.0%}"
+        + (f", more than data.max_rejected_share {settings['max_rejected_share']}" if requests else ", none left")
+        + f"), by field {by_field}; row {first['row']}: {first['field']}: {first['reason']}. "
+        f"The source's columns are {source['columns']}, read as {read}: set data.format or map the columns with "
+        "data.fields. Every rejected row and its reason is in rejected_requests."
+    )
 
 
 def split_requests(requests: list[dict], split: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from supertiny.pipelines.data.nodes import split_requests, summarise_data, validate_requests
+from supertiny.pipelines.data.nodes import check_rejections, split_requests, summarise_data, validate_requests
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,8 +11,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 validate_requests,
                 ["raw_requests", "tool_catalog", "params:data"],
-                ["requests", "rejected_requests"],
+                ["validated_requests", "rejected_requests", "source_profile"],
                 name="validate_requests",
+            ),
+            # A separate node, so that rejected_requests is written before a bad source stops the run.
+            node(
+                check_rejections,
+                ["validated_requests", "rejected_requests", "source_profile", "params:data"],
+                "requests",
+                name="check_rejections",
             ),
             node(
                 split_requests,

@@ -3,7 +3,8 @@
 Local models: the shared prompt format, batched greedy answers to the same seeded subset of
 test requests (under each request's grammar when ``evaluation.constrained``) scored by the call
 module (``supertiny.inference``), batch-1 latency from the one harness (``supertiny.latency``),
-parameters and size on disk, and cost as machine time times a price per hour. The teacher: the
+parameters and size on disk, and cost as machine time times a price per hour; each on the
+device ``runtime.device`` resolves to, except a quantised model, whose layers run on the CPU. The teacher: the
 teacher pipeline's own endpoint and strategy, one greedy answer per request through its cache
 and accounting; its latency is batch-1 requests to its endpoint, its cost machine time like a
 local model's when it runs on this machine and tokens times the price table otherwise. A floor:
@@ -29,17 +30,20 @@ from markdown_it import MarkdownIt
 from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
-from supertiny.inference import generate_answers, sample_requests, score_requests
-from supertiny.latency import measure_latency
+from supertiny.inference import answer_grammars, generate_answers, sample_requests, score_requests
+from supertiny.decoding import build_decoder, fast_path_settings
+from supertiny.latency import measure_served_latency
 from supertiny.prompt import prompt_text
+from supertiny.runtime import CPU, Device, resolve_device
 from supertiny.teacher import TeacherConfig, label_requests
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
-    "stage", "model_path", "tools_mode", "constrained", "params", "size_mb",
+    "stage", "model_path", "device", "tools_mode", "constrained", "params", "size_mb",
     "exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate", "no_call_accuracy",
-    "p50_ms", "p95_ms", "tokens_per_s", "requests_per_s", "cost_per_1k_requests", "unconstrained_fallbacks", "n",
+    "p50_ms", "p95_ms", "prefill_p50_ms", "tokens_per_s", "requests_per_s", "cost_per_1k_requests", "unconstrained_fallbacks", "n",
+    "reference",  # what the scores are against: labels, the teacher's greedy answers (unlabelled requests), or both
 ]
 # What score_requests measures, as every row reports it.
 SCORE_COLUMNS = ["exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate",
@@ -51,6 +55,37 @@ NO_CALL = "(no call)"  # the function label of a reference that needs none, or o
 def evaluation_requests(test_requests: list[dict], params: dict[str, Any]) -> list[dict]:
     """The seeded subset of test requests every stage answers (CPU generation is slow)."""
     return sample_requests(test_requests, params.get("max_requests"), params.get("seed", 0))
+
+
+TEACHER_REFERENCE = "teacher"  # request.meta.reference_source of a reference that is the teacher's greedy answer
+
+
+def with_teacher_references(requests: list[dict], teacher_predictions: list[dict], params: dict[str, Any]) -> list[dict]:
+    """The requests every stage is scored on. With ``evaluation.unlabelled_reference: teacher``
+    an unlabelled request (production logs have no labels) takes the teacher's greedy answer,
+    when it is valid, as its reference, marked in ``meta.reference_source``; null leaves it
+    unscored."""
+    mode = params.get("unlabelled_reference", TEACHER_REFERENCE)
+    if mode not in (TEACHER_REFERENCE, None):
+        raise ConfigError(f"evaluation.unlabelled_reference must be 'teacher' or null; got {mode!r}")
+    answers = {p["request_id"]: p["calls"] for p in teacher_predictions if p["valid"]} if mode else {}
+    scored = []
+    for request in requests:
+        if request.get("reference") is None and request["id"] in answers:
+            request = {**request, "reference": answers[request["id"]], "meta": {**request.get("meta", {}), "reference_source": TEACHER_REFERENCE}}
+        scored.append(request)
+    taught = sum(1 for r in scored if r.get("meta", {}).get("reference_source") == TEACHER_REFERENCE)
+    if taught:
+        log.info("%d of %d evaluation requests are scored against the teacher's greedy answer", taught, len(scored))
+    return scored
+
+
+def reference_source(requests: list[dict]) -> str | None:
+    """What a row's scores are measured against: ``labels``, ``teacher`` (its greedy answers),
+    ``labels+teacher``, or None when no request has a reference."""
+    sources = {"teacher" if r.get("meta", {}).get("reference_source") == TEACHER_REFERENCE else "labels"
+               for r in requests if r.get("reference") is not None}
+    return "+".join(sorted(sources)) or None
 
 
 def per_function_accuracy(requests: list[dict], predictions: list[dict]) -> dict[str, float]:
@@ -81,14 +116,27 @@ def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
     return constrained, max_calls
 
 
+def evaluation_device(model_dir: ModelDirectory, runtime: dict[str, Any]) -> Device:
+    """``runtime.device``, except for a quantised model: its quantised layers run on the CPU only."""
+    from supertiny.compression.quantization import is_quantized
+
+    device = resolve_device(runtime)
+    if not device.use_cpu and is_quantized(model_dir.path):
+        log.info("%s is quantised: evaluated on the CPU, where its quantised layers run", model_dir.path)
+        return CPU
+    return device
+
+
 def evaluate_local_model(
-    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], stage: str
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any], stage: str
 ) -> tuple[dict[str, Any], list[dict]]:
-    """One stage's metrics row and its predictions."""
+    """One stage's metrics row and its predictions, measured on ``evaluation_device``."""
     constrained, max_calls = decoding_settings(params)
-    log.info("Evaluating %s (%s) on %d test requests%s", stage, model_dir.path, len(requests), ", constrained" if constrained else "")
+    device = evaluation_device(model_dir, runtime)
+    log.info("Evaluating %s (%s) on %d test requests on %s%s", stage, model_dir.path, len(requests), device.name,
+             ", constrained" if constrained else "")
     bundle = model_dir.load()
-    model, tokenizer = bundle.model, bundle.tokenizer
+    model, tokenizer = bundle.model.to(device.type), bundle.tokenizer
     model.eval()
     threads = params["threads"]
     previous_threads = torch.get_num_threads()
@@ -101,16 +149,21 @@ def evaluate_local_model(
     finally:
         torch.set_num_threads(previous_threads)
     predictions, metrics = score_requests(requests, answers.texts)
-    # Equal work for every model: a fixed number of tokens, so unconstrained (a grammar ends
-    # answers where it likes); what the grammar costs is in the answers' time and so the cost.
-    latency_cfg = params["latency"]
-    prompts = [prompt_text(request, tokenizer, tools_mode) for request in requests[: latency_cfg["prompts"]]]
-    latency = measure_latency(model, tokenizer, prompts, new_tokens=latency_cfg["new_tokens"], threads=threads,
-                              warmup=latency_cfg["warmup"])
+    # Batch-1 latency as served: the fast path (supertiny serve's), each answer to its end,
+    # under its grammar when constrained; the teacher's latency is its whole answers too.
+    latency_requests = requests[: params["latency"]["prompts"]]
+    decoder = build_decoder(model, tokenizer, tools_mode, **fast_path_settings(params))
+    latency = measure_served_latency(
+        decoder,
+        [prompt_text(request, tokenizer, tools_mode) for request in latency_requests],
+        answer_grammars(model, tokenizer, latency_requests, max_calls) if constrained else [None] * len(latency_requests),
+        max_new_tokens=params["max_new_tokens"], threads=threads, warmup=params["latency"]["warmup"],
+    )
     seconds_per_request = answer_seconds / len(requests)
     row = {
         "stage": stage,
         "model_path": str(model_dir.path),
+        "device": device.name,
         "tools_mode": tools_mode,
         "constrained": constrained,
         "params": sum(p.numel() for p in model.parameters()),
@@ -119,19 +172,31 @@ def evaluate_local_model(
         "p50_ms": latency.p50_ms,
         "p95_ms": latency.p95_ms,
         "tokens_per_s": latency.decode_tokens_per_s,
+        "prefill_p50_ms": latency.prefill_p50_ms,
         "requests_per_s": round(len(requests) / answer_seconds, 3),
         # Machine time per request at the batch size used, priced by the hour.
         "cost_per_1k_requests": machine_cost_per_1k(seconds_per_request, params["price_per_hour_usd"]),
         "unconstrained_fallbacks": len(answers.unconstrained),
+        "reference": reference_source(requests),
         "per_function": per_function_accuracy(requests, predictions),
     }
-    log.info("%s: exact match %.3f, similarity %.3f, p50 %.0f ms", stage, row["exact_match"] or 0, row["similarity"] or 0, row["p50_ms"])
+    log.info("%s: %s", stage, metrics_line(row))
     return row, [{"stage": stage, **prediction} for prediction in predictions]
 
 
+def metrics_line(row: dict[str, Any]) -> str:
+    """A stage's headline numbers for the log; a number that could not be measured (no labelled
+    request, no timed answer) reads n/a, never 0."""
+
+    def shown(value: Any, spec: str) -> str:
+        return "n/a" if not _known(value) else format(value, spec)
+
+    return f"exact match {shown(row['exact_match'], '.3f')}, similarity {shown(row['similarity'], '.3f')}, p50 {shown(row['p50_ms'], '.0f')} ms"
+
+
 def evaluate_trained_stage(
-    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], stages: list[str],
-    stage: str, training_stage: str,
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any],
+    stages: list[str], stage: str, training_stage: str,
 ) -> tuple[dict[str, Any], list[dict]]:
     """A training stage that ``student.stages`` may leave out: its row and predictions when it
     trained, else an empty row and none (an untrained stage passes its input model on, which
@@ -139,7 +204,7 @@ def evaluate_trained_stage(
     if training_stage not in stages:
         log.info("Not evaluating %s: %r is not in student.stages", stage, training_stage)
         return {}, []
-    return evaluate_local_model(model_dir, requests, tools_mode, params, stage)
+    return evaluate_local_model(model_dir, requests, tools_mode, params, runtime, stage)
 
 
 def evaluate_always_no_call(requests: list[dict]) -> tuple[dict[str, Any], list[dict]]:
@@ -149,6 +214,7 @@ def evaluate_always_no_call(requests: list[dict]) -> tuple[dict[str, Any], list[
     row = {
         "stage": ALWAYS_NO_CALL,
         **{key: metrics[key] for key in SCORE_COLUMNS},
+        "reference": reference_source(requests),
         "per_function": per_function_accuracy(requests, predictions),
     }
     return row, [{"stage": ALWAYS_NO_CALL, **prediction} for prediction in predictions]
@@ -194,9 +260,10 @@ def evaluate_teacher(
         # Requests/s at the teacher's concurrency, of this run's own requests (a fully cached run sent nothing to time).
         "requests_per_s": round(usage["requests_sent"] / usage["wall_s"], 3) if usage["requests_sent"] and usage["wall_s"] else None,
         "cost_per_1k_requests": cost_per_1k,
+        "reference": reference_source(requests),
         "per_function": per_function_accuracy(requests, predictions),
     }
-    log.info("teacher: exact match %.3f, similarity %.3f, p50 %s ms", row["exact_match"] or 0, row["similarity"] or 0, row["p50_ms"])
+    log.info("teacher: %s", metrics_line(row))
     return row, [{"stage": "teacher", **prediction} for prediction in predictions], usage
 
 
@@ -242,13 +309,14 @@ def _teacher_latency(requests: list[dict], seed_examples: list[dict], greedy: di
 
 
 def evaluate_quantized_model(
-    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], method: str, source_row: dict[str, Any]
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any], method: str,
+    source_row: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict]]:
     """The quantised model, its stage named after its method (``quantized_<method>``).
 
     Its parameters are those of the model it quantised (``source_row``): quantisation changes
     how they are stored, not how many there are, and packed weights are not torch parameters."""
-    row, predictions = evaluate_local_model(model_dir, requests, tools_mode, params, stage=f"quantized_{method}")
+    row, predictions = evaluate_local_model(model_dir, requests, tools_mode, params, runtime, stage=f"quantized_{method}")
     return {**row, "params": source_row["params"]}, predictions
 
 
@@ -323,9 +391,9 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 REPORT_CSS = "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-SUMMARY_COLUMNS = ["stage", "tools_mode", "constrained", "params", "size_mb", "exact_match", "call_exact_match", "similarity",
+SUMMARY_COLUMNS = ["stage", "device", "tools_mode", "constrained", "params", "size_mb", "exact_match", "call_exact_match", "similarity",
                    "valid_rate", "no_call_accuracy", "p50_ms", "p95_ms", "tokens_per_s", "cost_per_1k_requests",
-                   "unconstrained_fallbacks", "note"]
+                   "unconstrained_fallbacks", "reference", "note"]
 # Rows that are not students: the teacher, the floor and the untrained base model.
 NOT_STUDENTS = ("teacher", ALWAYS_NO_CALL, "base")
 NOT_LEARNING = "not learning"
@@ -385,7 +453,7 @@ def summary_line(stage_metrics: pd.DataFrame) -> str:
 
     def scores(row: dict[str, Any]) -> str:
         calls = row["call_exact_match"]
-        return f"exact match {_with_interval(row)}, call exact match {f'{calls:.2f}' if _known(calls) else '–'}"
+        return f"exact match {_with_interval(row) or '–'}, call exact match {f'{calls:.2f}' if _known(calls) else '–'}"
 
     def share(column: str) -> str:
         ours, theirs = student[column], teacher[column]
@@ -397,6 +465,12 @@ def summary_line(stage_metrics: pd.DataFrame) -> str:
         parts.append(f"Best student, {student['stage']}: {scores(student)}{against}.")
     else:
         parts.append("No student stage was measured.")
+    final = next((row for stage, row in reversed(rows.items()) if stage.startswith("quantized_")), None)
+    if final:
+        faster = (f", {teacher['p50_ms'] / final['p50_ms']:.1f}x faster than the teacher's {teacher['p50_ms']:.0f} ms"
+                  if teacher and _known(teacher["p50_ms"]) and _known(final["p50_ms"]) and final["p50_ms"] else "")
+        latency = f"{final['p50_ms']:.0f} ms" if _known(final["p50_ms"]) else "–"
+        parts.append(f"Final model, {final['stage']}: {scores(final)}; batch-1 p50 {latency}{faster}.")
     floor = rows.get(ALWAYS_NO_CALL)
     if floor:
         parts.append(f"Answering [] to every request: exact match {_with_interval(floor)}.")
@@ -479,7 +553,7 @@ def write_report(
         "## Stages\n\nExact match (with its 95% Wilson interval), call exact match (over the requests that need a call), "
         "similarity and no-call accuracy on the same seeded test requests; always_no_call answers [] to every one, and a "
         f"stage that does not beat it, or gets no call right, is marked \"{NOT_LEARNING}\". Latency is batch-1 greedy "
-        "generation of a fixed length on this machine (the teacher's: batch-1 requests to its endpoint); cost is machine "
+        "generation of a fixed length on this machine, on the row's device (the teacher's: batch-1 requests to its endpoint); cost is machine "
         "time per request at an hourly price, or an endpoint's tokens at its prices.\n\n" + table,
         errors,
         "## Exact match per function\n\n" + _markdown_table(function_accuracy.reset_index(names="function")),

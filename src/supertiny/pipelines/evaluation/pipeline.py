@@ -21,6 +21,7 @@ from supertiny.pipelines.evaluation.nodes import (
     plot_accuracy_vs_latency,
     plot_size_per_stage,
     record_run,
+    with_teacher_references,
     write_report,
 )
 
@@ -38,7 +39,7 @@ OPTIONAL_STAGES = {"student_rl": "rl", "student_kd": "kd"}
 
 
 def _stage_node(stage: str, model: str):
-    inputs = [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation"]
+    inputs = [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime"]
     if stage in OPTIONAL_STAGES:
         function = partial(evaluate_trained_stage, stage=stage, training_stage=OPTIONAL_STAGES[stage])
         evaluate, inputs = update_wrapper(function, evaluate_trained_stage), [*inputs, "params:student.stages"]
@@ -52,19 +53,22 @@ def create_pipeline(**kwargs) -> Pipeline:
     rows = [f"{stage}_eval_row" for stage in stages]
     return pipeline(
         [
-            node(evaluation_requests, ["test_requests", "params:evaluation"], "evaluation_requests", name="choose_evaluation_requests"),
+            node(evaluation_requests, ["test_requests", "params:evaluation"], "sampled_test_requests", name="choose_evaluation_requests"),
             node(
                 evaluate_teacher,
-                ["evaluation_requests", "teacher_seed_examples", "base_model", "params:teacher", "params:evaluation"],
+                ["sampled_test_requests", "teacher_seed_examples", "base_model", "params:teacher", "params:evaluation"],
                 ["teacher_eval_row", "teacher_predictions", "teacher_eval_usage"],
                 name="evaluate_teacher",
             ),
+            # Unlabelled requests take the teacher's greedy answer as their reference (evaluation.unlabelled_reference).
+            node(with_teacher_references, ["sampled_test_requests", "teacher_predictions", "params:evaluation"], "evaluation_requests",
+                 name="reference_unlabelled_requests"),
             node(evaluate_always_no_call, ["evaluation_requests"], ["always_no_call_eval_row", "always_no_call_predictions"],
                  name="evaluate_always_no_call"),
             *[_stage_node(stage, model) for stage, model in LOCAL_STAGES.items()],
             node(
                 evaluate_quantized_model,
-                ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation",
+                ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime",
                  "params:compression.quantization.method", "pruned_recovered_eval_row"],
                 ["quantized_eval_row", "quantized_predictions"],
                 name="evaluate_quantized",

@@ -47,6 +47,43 @@ def check_params(params: dict[str, Any]) -> None:
     cap = params.get("max_per_function")
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"filtering.max_per_function must be a positive integer or null; got {cap!r}")
+    for key in ("max_no_call_share", "no_call_margin"):
+        value = params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise ConfigError(f"filtering.{key} must be a number in [0, 1] or null (no check); got {value!r}")
+
+
+def check_no_call_share(items: list[Item], params: dict[str, Any], source: str) -> dict[str, Any]:
+    """The share of the teacher's answers that are "no call", against the share of the labelled
+    requests whose reference needs none. Far above it (``filtering.no_call_margin``), the teacher
+    is likely not calling functions at all (an endpoint that ignores ``tools``, a strategy the
+    model does not follow): a warning; and when even the low end of the share's 95% interval is
+    above ``filtering.max_no_call_share`` too, the run stops here, before any example is kept."""
+    from supertiny.inference import wilson_interval
+
+    answered = [item.candidate["calls"] for item in items if item.candidate.get("calls") is not None]
+    labelled = {item.request["id"]: item.request["reference"] for item in items if item.request.get("reference") is not None}
+    no_calls = sum(not calls for calls in answered)
+    share = round(no_calls / len(answered), 4) if answered else None
+    expected = round(sum(not reference for reference in labelled.values()) / len(labelled), 4) if labelled else None
+    low, _ = wilson_interval(no_calls, len(answered))
+    shares = {"answers": len(answered), "no_call_answers": no_calls, "share": share, "share_low": low,
+              "labelled_requests": len(labelled), "labelled_share": expected}
+    margin, max_share = params.get("no_call_margin"), params.get("max_no_call_share")
+    if share is None or margin is None:
+        return shares
+    if expected is not None and share <= expected + margin:
+        return shares
+    if expected is None and (max_share is None or share <= max_share):
+        return shares  # nothing to compare with: only a share above the maximum is worth a word
+    against = f"{expected:.0%} of the {len(labelled)} labelled requests" if expected is not None else "no labelled request to compare with"
+    said = (f"{source}: {share:.0%} of the teacher's answers are 'no call' ({no_calls} of {len(answered)}), against {against}: "
+            "the teacher is likely not calling functions (an endpoint that ignores `tools`? try teacher.strategy: prompted "
+            "or decomposed)")
+    if max_share is not None and low > max_share and (expected is None or low > expected + margin):
+        raise SupertinyError(f"{said}; stopped above filtering.max_no_call_share ({max_share:g}): raise it to go on anyway")
+    log.warning("%s", said)
+    return shares
 
 
 def _items(candidates: list[dict], requests: list[dict], test_requests: list[dict], source: str) -> list[Item]:
@@ -123,6 +160,7 @@ def filter_candidates(
     ``teacher`` (the teacher's settings) is what the judge verifier talks through."""
     check_params(params)
     items = _items(candidates, requests, test_requests, "filtering")
+    no_call = check_no_call_share(items, params, "filtering")
     rejections: list[dict] = []
     table: list[dict] = []
     verifier_reports: dict[str, Any] = {}
@@ -225,6 +263,7 @@ def filter_candidates(
         "by_verifier": {row["name"]: None if pd.isna(row["rate"]) else row["rate"]
                         for row in report[report.group == "verifier"].to_dict("records")},
         "consistency_alone_on_labelled": _consistency_precision(items, params["consistency"]["min_share"]),
+        "no_call": no_call,
         **({"verifier_reports": verifier_reports} if verifier_reports else {}),
     }
     log.info(

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from supertiny.formats import export_openai_chat
 from supertiny.pipelines.filtering.nodes import filter_candidates, plot_filter_report
 
 
@@ -15,6 +16,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="filter_train_candidates",
             ),
             node(plot_filter_report, "filter_report", "filter_report_plot", name="plot_filter_report"),
+            # The verified data for a hosted model's fine-tuning or another trainer.
+            node(export_openai_chat, ["distill_train", "params:data.openai_export"], "distill_train_openai",
+                 name="export_distill_train_openai"),
             # The same filter on the teacher's validation labels: early stopping on teacher-quality data.
             node(
                 filter_candidates,

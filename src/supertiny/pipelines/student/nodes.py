@@ -4,7 +4,8 @@ The stages form a fixed chain, ``base_model -> student_sft -> student_rl -> stud
 student_model``, so that every intermediate model is in the catalog under its own name and one
 stage can be re-run alone (``kedro run --from-nodes train_rl``). ``student.stages`` says which
 stages train; a stage that does not passes its input model on unchanged, and its log says it
-was skipped, so the catalog always holds a model for every name.
+was skipped, so the catalog always holds a model for every name. Every stage trains on the
+device ``runtime.device`` resolves to, in as many processes as ``accelerate launch`` started.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from supertiny.datasets import ModelBundle, ModelDirectory
 from supertiny.model_sources import load_pretrained, random_like, resolve_source
+from supertiny.runtime import resolve_device
 from supertiny.training.settings import check_examples, check_params
 
 log = logging.getLogger(__name__)
@@ -55,40 +57,47 @@ def _skip(stage: str, model: ModelDirectory) -> tuple[ModelDirectory, pd.DataFra
 
 
 def train_sft(
-    base_model: ModelDirectory, distill_train: list[dict], distill_val: list[dict], student: dict[str, Any]
+    base_model: ModelDirectory, distill_train: list[dict], distill_val: list[dict], student: dict[str, Any], runtime: dict[str, Any]
 ) -> tuple[ModelBundle | ModelDirectory, pd.DataFrame]:
     """Stage sft: fine-tune the base model on the verified teacher answers (early stopping on ``distill_val``)."""
-    check_params(student)
+    device = resolve_device(runtime)
+    check_params(student, device)
     if "sft" not in student["stages"]:
         return _skip("sft", base_model)
     check_examples(distill_train)
     from supertiny.training.sft import run_sft  # TRL is imported only when a stage trains
 
-    bundle, rows = run_sft(base_model, distill_train, distill_val, student)
+    bundle, rows = run_sft(base_model, distill_train, distill_val, student, device)
     return bundle, pd.DataFrame(rows)
 
 
-def train_rl(student_sft: ModelDirectory, distill_train: list[dict], student: dict[str, Any]) -> tuple[ModelBundle | ModelDirectory, pd.DataFrame]:
+def train_rl(
+    student_sft: ModelDirectory, distill_train: list[dict], student: dict[str, Any], runtime: dict[str, Any]
+) -> tuple[ModelBundle | ModelDirectory, pd.DataFrame]:
     """Stage rl: GRPO from the SFT model, rewarded by similarity to the reference and answer format."""
-    check_params(student)
+    device = resolve_device(runtime)
+    check_params(student, device)
     if "rl" not in student["stages"]:
         return _skip("rl", student_sft)
     check_examples(distill_train)
     from supertiny.training.rl import run_rl
 
-    bundle, rows = run_rl(student_sft, distill_train, student)
+    bundle, rows = run_rl(student_sft, distill_train, student, device)
     return bundle, pd.DataFrame(rows)
 
 
-def train_kd(student_rl: ModelDirectory, distill_train: list[dict], student: dict[str, Any]) -> tuple[ModelBundle | ModelDirectory, pd.DataFrame]:
+def train_kd(
+    student_rl: ModelDirectory, distill_train: list[dict], student: dict[str, Any], runtime: dict[str, Any]
+) -> tuple[ModelBundle | ModelDirectory, pd.DataFrame]:
     """Stage kd: on-policy distillation from ``student.kd.teacher_model_dir``."""
-    check_params(student)
+    device = resolve_device(runtime)
+    check_params(student, device)
     if "kd" not in student["stages"]:
         return _skip("kd", student_rl)
     check_examples(distill_train)
     from supertiny.training.kd import run_kd
 
-    bundle, rows = run_kd(student_rl, distill_train, student)
+    bundle, rows = run_kd(student_rl, distill_train, student, device)
     return bundle, pd.DataFrame(rows)
 
 

@@ -11,12 +11,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(prepare_base_model, "params:base_model", ["base_model", "base_model_info"], name="prepare_base_model"),
             node(
                 train_sft,
-                ["base_model", "distill_train", "distill_val", "params:student"],
+                ["base_model", "distill_train", "distill_val", "params:student", "params:runtime"],
                 ["student_sft", "student_sft_log"],
                 name="train_sft",
             ),
-            node(train_rl, ["student_sft", "distill_train", "params:student"], ["student_rl", "student_rl_log"], name="train_rl"),
-            node(train_kd, ["student_rl", "distill_train", "params:student"], ["student_kd", "student_kd_log"], name="train_kd"),
+            node(
+                train_rl, ["student_sft", "distill_train", "params:student", "params:runtime"], ["student_rl", "student_rl_log"], name="train_rl"
+            ),
+            node(
+                train_kd, ["student_rl", "distill_train", "params:student", "params:runtime"], ["student_kd", "student_kd_log"], name="train_kd"
+            ),
             node(
                 finish_student,
                 ["student_kd", "student_sft_log", "student_rl_log", "student_kd_log"],

@@ -1,0 +1,219 @@
+"""The fast path: batch-1 greedy decoding of one answer, under its grammar, as it is served.
+
+``supertiny serve`` answers with it, and the evaluation's latency harness times it, so the stage
+table measures what is served. Batch-1 decoding of a model this small is bound by per-step
+overhead, not by reading the weights (``latency.weight_bytes_per_token``), so the path takes as
+few model steps as it can:
+
+- **Its own loop**, not ``generate``: one forward call a step on a KV cache, an argmax, the
+  grammar's mask. ``generate`` adds per-step work (stopping criteria, processors, streamers,
+  cache bookkeeping) that costs as much as a layer of this model.
+- **Jump-forward** (as in SGLang and vLLM's xgrammar backend): where the grammar leaves only one
+  way on (``{"name":"``, the rest of a function name once its prefix is unique, an argument's
+  key), that text is appended in one forward call instead of one step per token. The forced
+  text is tokenized together with the answer so far, as the model saw it in training; where
+  that re-tokenizes the last tokens differently, they are rolled back from the cache and the
+  grammar, so the answer's tokens are the tokenizer's own for its text.
+- **A shared prompt prefix** (the chat template's system part, the instruction) is run once and
+  its KV cache copied for every request (``prefix_ids``).
+
+Unconstrained, it is plain greedy decoding to end-of-sequence. Outputs are the same calls as
+greedy decoding under the same grammar; jump-forward changes only how the forced text is
+tokenized, which ``benchmarks/decode_paths.py`` measures in exact match.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import xgrammar
+from transformers import DynamicCache
+
+from supertiny.errors import ConfigError
+from supertiny.prompt import shared_prefix_ids
+
+
+@dataclass
+class Decoded:
+    """One answer: its token ids and text, and what it took."""
+
+    token_ids: list[int]
+    text: str
+    forward_calls: int  # model steps, the prompt's included
+    forced_tokens: int  # tokens appended by jump-forward, without a step of their own
+    prefill_s: float  # prompt in, first answer token out
+    total_s: float
+    finished: bool  # ended by end-of-sequence or its grammar, not by max_new_tokens
+    token_times: list[float] = field(default_factory=list)  # perf_counter() when each answer token was known
+
+
+class Decoder:
+    """Batch-1 greedy decoding of ``model`` (a causal LM, float or quantised) on its device.
+
+    ``jump_forward``: append grammar-forced text without model steps (constrained answers only).
+    ``prefix_ids``: token ids every prompt starts with (``prompt.shared_prefix_ids``); their KV
+    cache is computed once and copied for each prompt that starts with them.
+    Not thread-safe: a server runs one answer at a time on a decoder (the model's threads
+    already use the cores).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, jump_forward: bool = True, prefix_ids: list[int] | None = None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.jump_forward = jump_forward
+        self.stop_ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        self._device = getattr(model, "device", torch.device("cpu"))
+        self._vocab_size = model.config.vocab_size
+        self._bitmask = xgrammar.allocate_token_bitmask(1, self._vocab_size)
+        self._prefix_ids: list[int] = []
+        self._prefix_cache: DynamicCache | None = None
+        if prefix_ids:
+            self._prefix_ids = list(prefix_ids)
+            with torch.inference_mode():
+                cache = DynamicCache(config=model.config)
+                self._forward(self._prefix_ids, cache)
+            self._prefix_cache = cache
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    @torch.inference_mode()
+    def generate(self, prompt: str, grammar: Any | None = None, max_new_tokens: int = 64) -> Decoded:
+        """The greedy answer to a finished prompt text (``prompt.prompt_text``), under ``grammar``
+        (an xgrammar compiled grammar, ``inference.AnswerGrammars.compile``) when given."""
+        started = time.perf_counter()
+        prompt_ids = self.encode(prompt)
+        cache, pending = self._start(prompt_ids)
+        matcher = xgrammar.GrammarMatcher(grammar) if grammar is not None else None
+        answer: list[int] = []
+        token_times: list[float] = []
+        forward_calls = forced_tokens = 0
+        prefill_s = 0.0
+        finished = False
+        while len(answer) < max_new_tokens:
+            logits = self._forward(pending, cache)
+            forward_calls += 1
+            if matcher is not None:
+                matcher.fill_next_token_bitmask(self._bitmask)
+                xgrammar.apply_token_bitmask_inplace(logits, self._bitmask.to(logits.device))
+            token = int(torch.argmax(logits))
+            if forward_calls == 1:
+                prefill_s = time.perf_counter() - started
+            if token in self.stop_ids:
+                finished = True
+                break
+            answer.append(token)
+            token_times.append(time.perf_counter())
+            if matcher is not None:
+                if not matcher.accept_token(token):
+                    raise RuntimeError(f"the grammar refused token {token} that its own mask allowed")
+                if matcher.is_terminated():
+                    finished = True
+                    break
+            pending = [token]
+            if matcher is not None and self.jump_forward:
+                pending, forced = self._jump_forward(matcher, answer, pending, cache, len(prompt_ids), max_new_tokens)
+                forced_tokens += forced
+                token_times.extend([time.perf_counter()] * forced)
+                if self._only_stop_allowed(matcher):
+                    finished = True  # the answer is complete: no step needed to learn that it ends
+                    break
+        return Decoded(
+            token_ids=answer,
+            text=self.tokenizer.decode(answer, skip_special_tokens=True),
+            forward_calls=forward_calls,
+            forced_tokens=forced_tokens,
+            prefill_s=prefill_s,
+            total_s=time.perf_counter() - started,
+            finished=finished,
+            token_times=token_times,
+        )
+
+    def _start(self, prompt_ids: list[int]) -> tuple[DynamicCache, list[int]]:
+        """A cache holding the shared prefix when the prompt starts with it, and the ids still to feed."""
+        prefix = self._prefix_ids
+        if self._prefix_cache is not None and len(prompt_ids) > len(prefix) and prompt_ids[: len(prefix)] == prefix:
+            return copy.deepcopy(self._prefix_cache), prompt_ids[len(prefix) :]
+        return DynamicCache(config=self.model.config), prompt_ids
+
+    def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
+        """Feed ``ids`` after what ``cache`` holds; the next token's logits (float32, 1 x vocab)."""
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)
+        output = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return output.logits[:, -1, :].float()
+
+    def _jump_forward(
+        self, matcher: Any, answer: list[int], pending: list[int], cache: DynamicCache, prompt_length: int, max_new_tokens: int
+    ) -> tuple[list[int], int]:
+        """Append the grammar's forced text to ``answer`` (in place); the ids the next step feeds
+        and how many tokens were appended. ``cache`` holds the prompt and ``answer`` but its last
+        token (``pending``); rolled-back tokens are cropped from it and from ``matcher``."""
+        forced = matcher.find_jump_forward_string()
+        if not forced:
+            return pending, 0
+        text = self.tokenizer.decode(answer) + forced
+        retokenized = self.encode(text)
+        if self.tokenizer.decode(retokenized) != text:
+            return pending, 0  # the answer so far does not round-trip (a split character): step on
+        keep = 0
+        while keep < min(len(answer), len(retokenized)) and answer[keep] == retokenized[keep]:
+            keep += 1
+        new = retokenized[keep : keep + max_new_tokens - keep]
+        if not new:
+            return pending, 0
+        rolled_back = len(answer) - keep
+        if rolled_back:
+            matcher.rollback(rolled_back)
+        accepted = 0
+        for token in new:
+            if not matcher.accept_token(token):
+                break
+            accepted += 1
+        if accepted < len(new):
+            # The grammar does not take this spelling: undo it, and take the forced text by steps.
+            matcher.rollback(accepted)
+            for token in answer[keep:]:
+                matcher.accept_token(token)
+            return pending, 0
+        fed = len(answer) - 1  # answer tokens already in the cache
+        if keep < fed:
+            cache.crop(-(fed - keep))  # transformers' crop takes the number of tokens to drop, negated
+            fed = keep
+        grown = keep + len(new) - len(answer)
+        del answer[keep:]
+        answer.extend(new)
+        return answer[fed:], grown
+
+    def _only_stop_allowed(self, matcher: Any) -> bool:
+        """True when the grammar is complete and allows nothing but a stop token next."""
+        if not matcher.is_completed():
+            return False
+        matcher.fill_next_token_bitmask(self._bitmask)
+        allowed = torch.zeros(1, self._vocab_size)
+        xgrammar.apply_token_bitmask_inplace(allowed, self._bitmask)
+        return set(torch.isfinite(allowed[0]).nonzero().flatten().tolist()) <= self.stop_ids
+
+
+def fast_path_settings(evaluation: dict[str, Any]) -> dict[str, bool]:
+    """``evaluation.fast_path`` (``jump_forward``, ``prefix_cache``), checked; both on by default."""
+    settings = evaluation.get("fast_path") or {}
+    unknown = set(settings) - {"jump_forward", "prefix_cache"}
+    if unknown:
+        raise ConfigError(f"evaluation.fast_path has unknown settings {sorted(unknown)}; known: jump_forward, prefix_cache")
+    checked = {}
+    for key in ("jump_forward", "prefix_cache"):
+        value = settings.get(key, True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"evaluation.fast_path.{key} must be true or false; got {value!r}")
+        checked[key] = value
+    return checked
+
+
+def build_decoder(model: Any, tokenizer: Any, tools_mode: str, *, jump_forward: bool = True, prefix_cache: bool = True) -> Decoder:
+    """The fast-path decoder of a model trained on ``tools_mode`` prompts, as served and timed."""
+    prefix = shared_prefix_ids(tokenizer, tools_mode) if prefix_cache else None
+    return Decoder(model, tokenizer, jump_forward=jump_forward, prefix_ids=prefix)

@@ -1,0 +1,158 @@
+"""supertiny serve through the official openai SDK: OpenAI-shaped tool calls, OpenAI-style errors
+that name the field, a server that keeps serving, an API key, and concurrent clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import urllib.error
+import urllib.request
+import openai
+import pytest
+import uvicorn
+
+from supertiny.calls import validate_calls
+from supertiny.datasets import ModelDataset
+from supertiny.errors import SupertinyError
+from supertiny.serving import ANSWERED_BY_HEADER, ServedModel, create_app, served_model_directory
+
+LOCK = {"type": "function", "function": {"name": "lock_door", "description": "Lock or unlock a door.", "parameters": {
+    "type": "object", "properties": {"door": {"type": "string", "enum": ["front", "back"]}, "locked": {"type": "boolean"}},
+    "required": ["door", "locked"], "additionalProperties": False}}}
+
+
+class _Server:
+    """uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model):
+    return ServedModel(name="tiny", bundle=tiny_model, tools_mode="names", max_calls=2, max_new_tokens=48, threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    with _Server(create_app(served)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _ask(client, text: str, tools: list[dict], **kwargs):
+    return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": text}], tools=tools, **kwargs)
+
+
+def test_answers_are_valid_tool_calls_or_a_plain_message(client, tool_catalog):
+    tools = [tool_catalog[0], LOCK]
+    finishes = set()
+    for text in ["lock the front door", "kitchen lights on", "what time is it", "please please", "back door"]:
+        completion = _ask(client, text, tools)
+        choice = completion.choices[0]
+        finishes.add(choice.finish_reason)
+        if choice.finish_reason == "tool_calls":
+            calls = [{"name": c.function.name, "arguments": json.loads(c.function.arguments)} for c in choice.message.tool_calls]
+            assert calls and validate_calls(calls, tools) == []
+            assert all(c.id.startswith("call_") and c.type == "function" for c in choice.message.tool_calls)
+        else:
+            assert choice.finish_reason == "stop" and choice.message.content == "" and not choice.message.tool_calls
+        assert completion.model == "tiny" and completion.usage.prompt_tokens > 0
+    assert finishes <= {"tool_calls", "stop"}
+    # Without tools the only answer is none.
+    assert _ask(client, "lock the front door", []).choices[0].message.tool_calls in (None, [])
+
+
+def test_models_health_and_the_answering_model_header(client, server):
+    assert [model.id for model in client.models.list()] == ["tiny"]
+    health = _get_json(f"{server.url}/health")
+    assert health["status"] == "ok" and health["model"] == "tiny"
+    raw = client.chat.completions.with_raw_response.create(model="tiny", messages=[{"role": "user", "content": "hi"}], tools=[LOCK])
+    assert raw.headers[ANSWERED_BY_HEADER] == "tiny"
+
+
+@pytest.mark.parametrize(("kwargs", "status", "param", "code"), [
+    ({"messages": []}, 400, "messages", None),
+    ({"messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role", None),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
+     400, "tools[0].function", None),
+    ({"messages": [{"role": "user", "content": "word " * 9000}]}, 400, "messages", "context_length_exceeded"),
+    ({"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}, 404, "model", "model_not_found"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400, "max_tokens", None),
+])
+def test_bad_requests_get_openai_errors_naming_the_field_and_the_server_keeps_serving(client, kwargs, status, param, code):
+    kwargs = {"model": "tiny", **kwargs}
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(**kwargs)
+    assert raised.value.status_code == status and raised.value.param == param and raised.value.code == code
+    assert raised.value.body["message"]
+    assert _ask(client, "lock the door", [LOCK]).choices[0].finish_reason in ("tool_calls", "stop")
+
+
+def test_a_body_that_is_not_json_is_a_400(server):
+    request = urllib.request.Request(f"{server.url}/v1/chat/completions", data=b"{not json", headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 400 and "not valid JSON" in json.loads(raised.value.read())["error"]["message"]
+
+
+def test_concurrent_clients_all_get_answers(client, served, server):
+    before = served.answered
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        completions = list(pool.map(lambda n: _ask(client, f"lock door {n}", [LOCK], max_tokens=24), range(16)))
+    assert len(completions) == 16 and all(c.choices[0].finish_reason in ("tool_calls", "stop", "length") for c in completions)
+    assert served.answered - before == 16
+    assert _get_json(f"{server.url}/health")["status"] == "ok"
+
+
+def test_an_api_key_is_required_when_set(served):
+    with _Server(create_app(served, api_key="s3cret")) as running:
+        wrong = openai.OpenAI(base_url=f"{running.url}/v1", api_key="guess", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            _ask(wrong, "lock the door", [LOCK])
+        right = openai.OpenAI(base_url=f"{running.url}/v1", api_key="s3cret", max_retries=0)
+        assert _ask(right, "lock the door", [LOCK]).choices[0].finish_reason in ("tool_calls", "stop")
+
+
+def test_a_missing_model_directory_is_named(tmp_path):
+    from kedro.io import DataCatalog
+
+    catalog = DataCatalog({"final": ModelDataset(filepath=str(tmp_path / "never_written"))})
+    with pytest.raises(SupertinyError, match="never_written"):
+        served_model_directory(catalog, "final")
+    with pytest.raises(SupertinyError, match="'nothing'"):
+        served_model_directory(catalog, "nothing")
