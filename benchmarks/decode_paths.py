@@ -87,6 +87,25 @@ def time_decoder(decoder: Decoder, prompt: str, grammar, new_tokens: int) -> dic
             "decode_s": answer.total_s - answer.prefill_s, "text": answer.text}
 
 
+def profile_ops(run, prompts: list[str], grammars: list, top: int = 12) -> dict:
+    """Self CPU time by operator over a few answers: how much is the matmuls' weight reading and
+    how much is per-op overhead (many small ops a layer, each a dispatch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as profiler:
+        steps = sum(run(prompt, grammar)["steps"] for prompt, grammar in zip(prompts, grammars))
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    ranked = sorted(events, key=lambda event: event.self_cpu_time_total, reverse=True)[:top]
+    return {
+        "steps": steps,
+        "ops_per_step": round(sum(event.count for event in events if event.key.startswith(("aten::", "quantized::"))) / steps, 1),
+        "ms_per_step": round(total / 1000 / steps, 2),
+        "ops": [{"op": event.key, "share": round(event.self_cpu_time_total / total, 4), "calls_per_step": round(event.count / steps, 1),
+                 "us_per_call": round(event.self_cpu_time_total / event.count, 1)} for event in ranked],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(PROJECT / "data" / "06_models" / "quantized_model"))
@@ -96,6 +115,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--drop-layers", type=int, nargs="*", default=[8], help="depth-pruned variants (0 or more)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", type=int, default=8, help="answers of the served path profiled by op (0: none)")
     parser.add_argument("--output", default=str(PROJECT / "data" / "08_reporting" / "decode_paths.json"))
     args = parser.parse_args()
 
@@ -175,6 +195,8 @@ def main() -> None:
         "bandwidth_gbs": bandwidth, "weight_bytes_per_step": weight_bytes, "bound_steps_per_s": round(bandwidth * 1e9 / weight_bytes, 1),
         "rows": rows,
     }
+    if args.profile:
+        report["profile"] = profile_ops(paths["loop_jump_prefix"][1], prompts[: args.profile], grammars[: args.profile])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2))
     baseline = rows[0]["p50_ms"]
@@ -186,6 +208,13 @@ def main() -> None:
     print("|" + "---|" * (len(columns) + 1))
     for row in rows:
         print("| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + f" | {baseline / row['p50_ms']:.2f}x |")
+    if args.profile:
+        print(f"\nWhere the served path's time goes ({args.profile} answers, torch.profiler, self CPU time):")
+        print("| op | share of time | calls per model step | µs per call |\n|---|---|---|---|")
+        for op in report["profile"]["ops"]:
+            print(f"| {op['op']} | {op['share']:.1%} | {op['calls_per_step']} | {op['us_per_call']} |")
+        print(f"model steps: {report['profile']['steps']}, ops per step: {report['profile']['ops_per_step']}, "
+              f"time per step: {report['profile']['ms_per_step']} ms")
 
 
 if __name__ == "__main__":

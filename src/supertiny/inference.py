@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from supertiny.calls import answer_schema, exact_match, parse_calls, similarity, validate_calls
 from supertiny.calls.parse import CALL_SEPARATORS
 from supertiny.datasets import ModelBundle, ModelDirectory
+from supertiny.decoding import build_decoder
 from supertiny.prompt import end_of_turn, prompt_text
 
 log = logging.getLogger(__name__)
@@ -127,16 +128,25 @@ def generate_answers(
     *,
     constrained: bool,
     max_calls: int | None = None,
+    fast_path: dict[str, bool] | None = None,
 ) -> GeneratedAnswers:
     """The model's answer to each request (special tokens removed).
 
     ``constrained``: each answer under its request's grammar (``AnswerGrammars``, ``max_calls``).
     A request whose schema the engine cannot compile is answered unconstrained, logged with the
     reason and listed in the result's ``unconstrained``; the other requests keep their grammars.
+    ``fast_path`` (``jump_forward``, ``prefix_cache``): each request alone on the served path
+    (``decoding.Decoder``), so the answers are the ones ``supertiny serve`` gives; None: in
+    left-padded batches of ``batch_size`` through ``generate``.
     """
     prompts = [prompt_text(request, tokenizer, tools_mode) for request in requests]
     unconstrained: dict[str, str] = {}
     grammars = answer_grammars(model, tokenizer, requests, max_calls, unconstrained) if constrained else [None] * len(requests)
+    if fast_path is not None:
+        decoder = build_decoder(model, tokenizer, tools_mode, **fast_path)
+        texts = [decoder.generate(prompt, grammar, max_new_tokens).text
+                 for prompt, grammar in tqdm(list(zip(prompts, grammars)), desc="answering", unit="request")]
+        return GeneratedAnswers(texts, unconstrained)
     # A batch shares one logits processor, so requests with and without a grammar go in separate
     # batches, each of prompts of similar length.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

@@ -29,6 +29,7 @@ RECIPES = [
     Recipe("gptq", bits=4, group_size=32),
     Recipe("inc_dynamic_int8"),
     Recipe("torch_dynamic_int8"),
+    Recipe("inc_dynamic_int8", keep_float=("lm_head",)),
 ]
 # Loads each saved directory through the catalog's dataset in a new interpreter, and prints the
 # greedy continuation of PROMPT and the layer types for each.
@@ -76,9 +77,9 @@ def test_each_method_round_trips_through_the_catalog_in_a_fresh_process(tiny_mod
         path = str(tmp_path / recipe.name / str(recipe.quantize_embedding))
         dataset = ModelDataset(filepath=path)
         dataset.save(ModelBundle(model, tiny_model.tokenizer, quantization=recipe))
-        if recipe.quantize_embedding:
-            # Otherwise the float table is stored besides the quantised head it was tied to,
-            # and the tiny model, mostly embedding, grows.
+        if recipe.quantize_embedding and not recipe.keep_float:
+            # Otherwise a float table (or head) is stored besides its quantised twin, and the
+            # tiny model, mostly embedding, grows.
             assert dataset.load().size_bytes < float_size, recipe
         layers = {name: type(module).__name__ for name, module in model.named_modules()}
         expected[path] = [_greedy(model, tiny_model.tokenizer), layers]
@@ -112,6 +113,16 @@ def test_a_crafted_pickle_in_a_quantized_model_is_refused_without_running(tiny_m
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("method", ["inc_dynamic_int8", "torch_dynamic_int8"])
+def test_keep_float_leaves_the_named_layers_float_and_quantises_the_rest(fresh_tiny, method):
+    model = quantize(fresh_tiny.model, Recipe(method, keep_float=["lm_head"]))
+    assert type(model.lm_head) is torch.nn.Linear
+    attention = model.model.layers[0].self_attn.q_proj
+    quantised = attention if not list(attention.children()) else next(attention.children())
+    assert hasattr(quantised, "_packed_params"), type(attention)
+    assert Recipe.from_settings({"method": method, "keep_float": ["lm_head"]}).keep_float == ("lm_head",)
+
+
 def test_dynamic_int8_reads_a_quarter_of_the_weight_bytes(fresh_tiny):
     float_bytes = weight_bytes_per_token(fresh_tiny.model)
     quantized = quantize(fresh_tiny.model, Recipe("torch_dynamic_int8"))
@@ -137,6 +148,8 @@ def test_loading_a_quantized_model_with_from_pretrained_options_is_refused(tiny_
         ({"method": "gptq", "bits": 4, "group_size": 48, "calibration_rows": 4}, "group_size must be one of"),
         ({"method": "torch_dynamic_int8", "bits": 4}, "8 bits only"),
         ({"method": "gptq", "bits": 4, "group_size": 32, "calibration_rows": 0}, "calibration_rows"),
+        ({"method": "rtn", "bits": 8, "group_size": 32, "keep_float": ["lm_head"]}, "keep_float applies to the dynamic"),
+        ({"method": "inc_dynamic_int8", "keep_float": "lm_head"}, "keep_float must be a list"),
     ],
 )
 def test_settings_that_cannot_run_here_are_refused(settings, message):

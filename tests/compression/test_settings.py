@@ -55,3 +55,11 @@ def test_dropping_more_layers_than_can_go_is_refused(compression_params, tiny_mo
     params = _with(compression_params, "pruning.depth.drop_layers", 1)  # the tiny model has 2 layers
     with pytest.raises(ConfigError, match="drop_layers: 1 of the model's 2 decoder layers.*at most 0"):
         check_against_model(params, tiny_model.model)
+
+
+def test_a_keep_float_pattern_that_matches_no_layer_is_refused(compression_params, tiny_model):
+    check_against_model(_with(compression_params, "quantization.keep_float", ["mlp\\.down_proj$"]), tiny_model.model)
+    with pytest.raises(ConfigError, match=r"keep_float: 'ffn_w2' matches no linear layer"):
+        check_against_model(_with(compression_params, "quantization.keep_float", ["ffn_w2"]), tiny_model.model)
+    with pytest.raises(ConfigError, match="keep_float: '\\(' is not a regular expression"):
+        check_params(_with(compression_params, "quantization.keep_float", ["("]))

@@ -33,7 +33,9 @@ pickle is read, so a crafted weights file cannot run code.
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,7 +63,7 @@ class Recipe:
     bits: int = 8
     group_size: int = 32
     quantize_embedding: bool = True
-    # Layers left in float (INC op names, e.g. "lm_head"), for the dynamic INT8 methods.
+    # Regular expressions searched in linear layer names: the layers the dynamic INT8 methods leave float.
     keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -134,17 +136,28 @@ def _inc_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     # INC quantises embedding tables too (8 bits per row), unless told to keep them float.
     keep_float = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
     op_types = {} if recipe.quantize_embedding else {"Embedding": keep_float}
-    config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types,
-                                     op_name_dict={name: keep_float for name in recipe.keep_float})
+    config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types)
+    # INC 3.7's dynamic FX path quantises a Linear named in op_name_dict all the same, so the
+    # layers kept in float are put back after it, as they were.
+    floats = {name: copy.deepcopy(model.get_submodule(name)) for name in kept_float(model, recipe.keep_float)}
     # INC writes a tuning history into its workspace (./nc_workspace by default): keep it out
     # of the project.
     default_workspace = options.workspace
     with tempfile.TemporaryDirectory(prefix="supertiny-inc-") as workspace:
         options.workspace = workspace
         try:
-            return quantization.fit(model, config).model
+            quantized = quantization.fit(model, config).model
         finally:
             options.workspace = default_workspace
+    for name, module in floats.items():
+        quantized.set_submodule(name, module)
+    return quantized
+
+
+def kept_float(model: torch.nn.Module, patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """Names of the linear layers that ``patterns`` (regular expressions, searched) keep float."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and any(re.search(pattern, name) for pattern in patterns)]
 
 
 def _torch_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
@@ -153,8 +166,9 @@ def _torch_dynamic(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     # Per output channel, like INC's dynamic INT8: one scale per row of each weight.
     if recipe.keep_float:
         # Per layer name: every Linear but those kept float.
+        kept = set(kept_float(model, recipe.keep_float))
         targets = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and name not in recipe.keep_float}
+                   if isinstance(module, torch.nn.Linear) and name not in kept}
         return quantize_dynamic(model, targets, inplace=True)
     return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 

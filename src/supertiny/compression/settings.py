@@ -3,6 +3,7 @@ the project's hook to import at start-up), and against the model before any work
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from supertiny.errors import ConfigError
@@ -92,7 +93,12 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
         raise ConfigError(f"{setting}.bits: {method} quantises to 8 bits only; got {bits!r}")
     keep_float = settings.get("keep_float") or []
     if not isinstance(keep_float, list) or not all(isinstance(name, str) for name in keep_float):
-        raise ConfigError(f"{setting}.keep_float must be a list of layer names (e.g. [lm_head]); got {keep_float!r}")
+        raise ConfigError(f"{setting}.keep_float must be a list of regular expressions of layer names (e.g. ['mlp\\.down_proj$']); got {keep_float!r}")
+    for pattern in keep_float:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"{setting}.keep_float: {pattern!r} is not a regular expression ({error})") from None
     if keep_float and method in WEIGHT_ONLY:
         raise ConfigError(f"{setting}.keep_float applies to the dynamic INT8 methods, not {method}")
     if method == "gptq" and int(settings.get("calibration_rows", 0)) < 1:
@@ -112,10 +118,12 @@ def check_against_model(compression: dict[str, Any], model: Any) -> None:
             f"compression.pruning.mlp.op_names {op_names} match no linear layer of the model; "
             f"its layers are named like {linears[:4]}"
         )
-    names = {name for name, _ in model.named_modules()}
-    missing = [name for name in compression["quantization"].get("keep_float") or [] if name not in names]
-    if missing:
-        raise ConfigError(f"compression.quantization.keep_float: the model has no layer named {missing}; e.g. lm_head, model.layers.0.mlp.down_proj")
+    from supertiny.compression.quantization import kept_float
+
+    for pattern in compression["quantization"].get("keep_float") or []:
+        if not kept_float(model, [pattern]):
+            raise ConfigError(f"compression.quantization.keep_float: {pattern!r} matches no linear layer of the model; "
+                              "its layers are named like lm_head, model.layers.0.mlp.down_proj")
     layers = len(decoder_layers(model))
     drop = compression["pruning"]["depth"]["drop_layers"]
     if drop > layers - 2:

@@ -16,6 +16,7 @@ from supertiny.errors import ConfigError
 from supertiny.pipelines.evaluation import nodes
 from supertiny.pipelines.evaluation.nodes import (
     METRIC_COLUMNS,
+    answer_path,
     best_student,
     collect_predictions,
     collect_stage_metrics,
@@ -83,10 +84,20 @@ def test_a_local_model_gets_a_full_row_and_its_predictions(tmp_path, tiny_model,
 def test_constrained_a_random_model_answers_valid_calls(tmp_path, tiny_model, requests):
     dataset = ModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(tiny_model)
-    params = {**PARAMS, "constrained": True, "max_calls": 1, "max_new_tokens": 48}
+    # Batched: these tools have an unbounded integer, whose digits a random model may write until
+    # max_new_tokens on any path (the served path's validity: tests/student/test_decoding.py).
+    params = {**PARAMS, "constrained": True, "max_calls": 1, "max_new_tokens": 48, "answers": "batched"}
     row, predictions = evaluate_local_model(dataset.load(), requests, "signatures", params, RUNTIME, stage="student_sft")
     assert row["constrained"] is True and row["tools_mode"] == "signatures" and row["unconstrained_fallbacks"] == 0
     assert row["valid_rate"] == 1.0 and all(p["calls"] is not None and len(p["calls"]) <= 1 for p in predictions)
+
+
+def test_answer_path_is_the_served_fast_path_unless_batched():
+    assert answer_path({}) == {"jump_forward": True, "prefix_cache": True}
+    assert answer_path({"answers": "served", "fast_path": {"jump_forward": False}}) == {"jump_forward": False, "prefix_cache": True}
+    assert answer_path({"answers": "batched"}) is None
+    with pytest.raises(ConfigError, match="evaluation.answers"):
+        answer_path({"answers": "fast"})
 
 
 def test_models_are_evaluated_on_the_configured_device_a_quantized_one_on_the_cpu(tmp_path, monkeypatch):

@@ -116,6 +116,16 @@ def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
     return constrained, max_calls
 
 
+def answer_path(params: dict[str, Any]) -> dict[str, bool] | None:
+    """``evaluation.answers``: ``served`` (default) answers each request alone on the fast path, as
+    ``supertiny serve`` does (its settings, ``fast_path_settings``); ``batched``: in batches of
+    ``batch_size`` through ``generate`` (same calls as the fast path without jump-forward)."""
+    answers = params.get("answers", "served")
+    if answers not in ("served", "batched"):
+        raise ConfigError(f"evaluation.answers must be 'served' or 'batched'; got {answers!r}")
+    return fast_path_settings(params) if answers == "served" else None
+
+
 def evaluation_device(model_dir: ModelDirectory, runtime: dict[str, Any]) -> Device:
     """``runtime.device``, except for a quantised model: its quantised layers run on the CPU only."""
     from supertiny.compression.quantization import is_quantized
@@ -144,7 +154,7 @@ def evaluate_local_model(
     try:
         started = time.perf_counter()
         answers = generate_answers(model, tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
-                                   constrained=constrained, max_calls=max_calls)
+                                   constrained=constrained, max_calls=max_calls, fast_path=answer_path(params))
         answer_seconds = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
