@@ -61,8 +61,6 @@ def serve(env: str | None, model_name: str | None, host: str | None, port: int |
     """Serve a model from the catalog as an OpenAI-compatible chat endpoint with tool calls."""
     import uvicorn
 
-    from supertiny.decoding import fast_path_settings
-    from supertiny.pipelines.evaluation.nodes import decoding_settings
     from supertiny.serving import ServedModel, create_app, served_model_directory
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -82,12 +80,7 @@ def serve(env: str | None, model_name: str | None, host: str | None, port: int |
         model_dir = served_model_directory(context.catalog, model_name)
     except SupertinyError as error:
         raise click.ClickException(str(error)) from None
-    constrained, max_calls = decoding_settings(evaluation)
-    served = ServedModel(
-        name=model_name, bundle=model_dir.load(), tools_mode=params["student"]["tools_mode"], constrained=constrained,
-        max_calls=max_calls, max_new_tokens=evaluation["max_new_tokens"], threads=evaluation["threads"],
-        **fast_path_settings(evaluation),
-    )
+    served = ServedModel.from_evaluation(model_name, model_dir.load(), params["student"]["tools_mode"], evaluation)
     click.echo(f"Serving {model_name} ({model_dir.path}) on http://{host}:{port}/v1")
     uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="info")
 

@@ -162,7 +162,7 @@ class Decoder:
         keep = 0
         while keep < min(len(answer), len(retokenized)) and answer[keep] == retokenized[keep]:
             keep += 1
-        new = retokenized[keep : keep + max_new_tokens - keep]
+        new = retokenized[keep:max_new_tokens]  # the answer stays within max_new_tokens
         if not new:
             return pending, 0
         rolled_back = len(answer) - keep

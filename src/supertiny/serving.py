@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 
 import anyio
 import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from kedro.io import DatasetError
@@ -72,6 +74,17 @@ class ServedModel:
     jump_forward: bool = True
     prefix_cache: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_evaluation(cls, name: str, bundle: ModelBundle, tools_mode: str, evaluation: dict[str, Any]) -> ServedModel:
+        """A model answering as the evaluation measured it (``evaluation.constrained``, ``max_calls``,
+        ``max_new_tokens``, ``threads``, ``fast_path``)."""
+        from supertiny.decoding import fast_path_settings
+        from supertiny.pipelines.evaluation.nodes import decoding_settings
+
+        constrained, max_calls = decoding_settings(evaluation)
+        return cls(name=name, bundle=bundle, tools_mode=tools_mode, constrained=constrained, max_calls=max_calls,
+                   max_new_tokens=evaluation["max_new_tokens"], threads=evaluation["threads"], **fast_path_settings(evaluation))
 
     def __post_init__(self) -> None:
         model, tokenizer = self.bundle.model.eval(), self.bundle.tokenizer
@@ -194,6 +207,37 @@ def _max_tokens(body: dict[str, Any], default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RequestError(f"max_tokens must be a positive integer; got {value!r}", param="max_tokens")
     return min(value, default)  # the grammar's longest answer fits in the default
+
+
+class BackgroundServer:
+    """``with BackgroundServer(app) as server:`` serves ``app`` with uvicorn from a thread on a free
+    loopback port (``server.url``) until the block ends: a replay or a test talks to it over HTTP."""
+
+    def __init__(self, app: FastAPI, startup_timeout_s: float = 60) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, name="supertiny-serve", daemon=True)
+        self._startup_timeout_s = startup_timeout_s
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                self.__exit__()
+                raise RuntimeError("the model server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
 
 
 def served_model_directory(catalog: Any, name: str) -> ModelDirectory:

@@ -4,53 +4,21 @@ that name the field, a server that keeps serving, an API key, and concurrent cli
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib.error
 import urllib.request
 import openai
 import pytest
-import uvicorn
 
 from supertiny.calls import validate_calls
 from supertiny.datasets import ModelDataset
 from supertiny.errors import SupertinyError
-from supertiny.serving import ANSWERED_BY_HEADER, ServedModel, create_app, served_model_directory
+from supertiny.serving import ANSWERED_BY_HEADER, BackgroundServer, ServedModel, create_app, served_model_directory
 
 LOCK = {"type": "function", "function": {"name": "lock_door", "description": "Lock or unlock a door.", "parameters": {
     "type": "object", "properties": {"door": {"type": "string", "enum": ["front", "back"]}, "locked": {"type": "boolean"}},
     "required": ["door", "locked"], "additionalProperties": False}}}
-
-
-class _Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +28,7 @@ def served(tiny_model):
 
 @pytest.fixture(scope="module")
 def server(served):
-    with _Server(create_app(served)) as running:
+    with BackgroundServer(create_app(served)) as running:
         yield running
 
 
@@ -140,7 +108,7 @@ def test_concurrent_clients_all_get_answers(client, served, server):
 
 
 def test_an_api_key_is_required_when_set(served):
-    with _Server(create_app(served, api_key="s3cret")) as running:
+    with BackgroundServer(create_app(served, api_key="s3cret")) as running:
         wrong = openai.OpenAI(base_url=f"{running.url}/v1", api_key="guess", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             _ask(wrong, "lock the door", [LOCK])

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,16 +20,14 @@ from typing import Any
 
 import numpy as np
 import openai
-import uvicorn
 from tqdm.auto import tqdm
 
 from supertiny.calls import exact_match, parse_calls
 from supertiny.datasets import ModelDirectory
-from supertiny.decoding import fast_path_settings
 from supertiny.errors import ConfigError
 from supertiny.inference import sample_requests
-from supertiny.pipelines.evaluation.nodes import decoding_settings, machine_cost_per_1k
-from supertiny.serving import ServedModel, create_app
+from supertiny.pipelines.evaluation.nodes import machine_cost_per_1k
+from supertiny.serving import BackgroundServer, ServedModel, create_app
 from supertiny.teacher import TeacherConfig, label_requests
 
 log = logging.getLogger(__name__)
@@ -124,26 +120,9 @@ def served_endpoint(served_url: str | None, final_model: ModelDirectory, tools_m
         client = openai.OpenAI(base_url=served_url, api_key="unused", max_retries=0, timeout=120)
         yield client, client.models.list().data[0].id
         return
-    constrained, max_calls = decoding_settings(evaluation)
-    served = ServedModel(name="quantized_model", bundle=final_model.load(), tools_mode=tools_mode, constrained=constrained,
-                         max_calls=max_calls, max_new_tokens=evaluation["max_new_tokens"], threads=evaluation["threads"],
-                         **fast_path_settings(evaluation))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="supertiny-shadow-serve", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the served model's server did not start")
-            time.sleep(0.05)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+    served = ServedModel.from_evaluation("quantized_model", final_model.load(), tools_mode, evaluation)
+    with BackgroundServer(create_app(served)) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
         # One untimed answer first (lazy initialisation), as the evaluation's latency harness does.
         _ask_served(client, served.name, {"messages": [{"role": "user", "content": "hello"}], "tools": []})
         yield client, served.name
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
