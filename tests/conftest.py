@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +18,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 PROJECT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+# The scripted OpenAI-compatible endpoint (tests/teacher/fake_openai.py; the benchmarks also run
+# it alone) is importable as `fake_openai` from every test.
+_spec = importlib.util.spec_from_file_location("fake_openai", PROJECT / "tests" / "teacher" / "fake_openai.py")
+sys.modules["fake_openai"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["fake_openai"])
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the project, with a scripted OpenAI-compatible teacher on 127.0.0.1."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -15,10 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parent / "teacher" / "fake_openai.py")
-_fake_openai = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fake_openai)
-FakeOpenAI = _fake_openai.FakeOpenAI
+from fake_openai import FakeOpenAI  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}}}

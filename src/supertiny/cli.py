@@ -57,11 +57,12 @@ def _project_context(env: str | None) -> Any:
 @click.option("--host", default=None, help="Address to bind (default: serving.host, 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default: serving.port).")
 @click.option("--api-key-env", default=None, help="Name of an environment variable holding the key callers must send.")
-def serve(env: str | None, model_name: str | None, host: str | None, port: int | None, api_key_env: str | None) -> None:
+@click.option("--fallback", is_flag=True, help="Send the requests the model is unsure of to the teacher (serving.fallback).")
+def serve(env: str | None, model_name: str | None, host: str | None, port: int | None, api_key_env: str | None, fallback: bool) -> None:
     """Serve a model from the catalog as an OpenAI-compatible chat endpoint with tool calls."""
     import uvicorn
 
-    from supertiny.serving import ServedModel, create_app, served_model_directory
+    from supertiny.serving import ServedModel, create_app, served_model_directory, teacher_fallback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     context = _project_context(env)
@@ -80,8 +81,14 @@ def serve(env: str | None, model_name: str | None, host: str | None, port: int |
         model_dir = served_model_directory(context.catalog, model_name)
     except SupertinyError as error:
         raise click.ClickException(str(error)) from None
+    try:
+        cascade = teacher_fallback(context.catalog, params) if fallback else None
+    except SupertinyError as error:  # ConfigError included
+        raise click.ClickException(str(error)) from None
     served = ServedModel.from_evaluation(model_name, model_dir.load(), params["student"]["tools_mode"], evaluation)
-    click.echo(f"Serving {model_name} ({model_dir.path}) on http://{host}:{port}/v1")
+    served.fallback = cascade
+    click.echo(f"Serving {model_name} ({model_dir.path}) on http://{host}:{port}/v1"
+               + (f", the teacher below {cascade.signal} confidence {cascade.threshold:.4f}" if cascade else ""))
     uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="info")
 
 

@@ -25,6 +25,7 @@ tokenized, which ``benchmarks/decode_paths.py`` measures in exact match.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from transformers import DynamicCache
 
 from supertiny.errors import ConfigError
 from supertiny.prompt import shared_prefix_ids
+
+CONFIDENCE_SIGNALS = ("min", "mean")
 
 
 @dataclass
@@ -49,6 +52,20 @@ class Decoded:
     total_s: float
     finished: bool  # ended by end-of-sequence or its grammar, not by max_new_tokens
     token_times: list[float] = field(default_factory=list)  # perf_counter() when each answer token was known
+    # The log-probability of each token the model chose where the grammar left it a choice
+    # (a forced token is certain), over the tokens the grammar allowed; the stop token included.
+    choice_logprobs: list[float] = field(default_factory=list)
+
+    def confidence(self, signal: str = "min") -> float:
+        """How sure the model was of this answer, in [0, 1]: ``min``, the probability of its
+        least sure choice; ``mean``, the geometric mean of its choices' probabilities. An answer
+        without a choice (every token forced) is certain."""
+        if signal not in CONFIDENCE_SIGNALS:
+            raise ConfigError(f"the confidence signal must be one of {CONFIDENCE_SIGNALS}; got {signal!r}")
+        if not self.choice_logprobs:
+            return 1.0
+        value = min(self.choice_logprobs) if signal == "min" else sum(self.choice_logprobs) / len(self.choice_logprobs)
+        return float(math.exp(value))
 
 
 class Decoder:
@@ -91,6 +108,7 @@ class Decoder:
         matcher = xgrammar.GrammarMatcher(grammar) if grammar is not None else None
         answer: list[int] = []
         token_times: list[float] = []
+        choice_logprobs: list[float] = []
         forward_calls = forced_tokens = 0
         prefill_s = 0.0
         finished = False
@@ -101,6 +119,9 @@ class Decoder:
                 matcher.fill_next_token_bitmask(self._bitmask)
                 xgrammar.apply_token_bitmask_inplace(logits, self._bitmask.to(logits.device))
             token = int(torch.argmax(logits))
+            logprobs = torch.log_softmax(logits[0], dim=-1)  # masked tokens are -inf: over the allowed ones
+            if logprobs[token] < 0:  # a choice, not the only token allowed
+                choice_logprobs.append(float(logprobs[token]))
             if forward_calls == 1:
                 prefill_s = time.perf_counter() - started
             if token in self.stop_ids:
@@ -131,6 +152,7 @@ class Decoder:
             total_s=time.perf_counter() - started,
             finished=finished,
             token_times=token_times,
+            choice_logprobs=choice_logprobs,
         )
 
     def _start(self, prompt_ids: list[int]) -> tuple[DynamicCache, list[int]]:

@@ -18,6 +18,7 @@ from supertiny.compression.settings import check_params as check_compression
 from supertiny.errors import SupertinyError
 from supertiny.pipelines.data.nodes import check_params as check_data
 from supertiny.pipelines.filtering.nodes import check_params as check_filtering
+from supertiny.pipelines.evaluation.cascade import fallback_settings
 from supertiny.teacher.config import check_params as check_teacher
 from supertiny.runtime import (
     Device,
@@ -36,6 +37,7 @@ PARAMETER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "teacher": check_teacher,
     "filtering": check_filtering,
     "compression": check_compression,
+    "serving": fallback_settings,
 }
 # Sections whose check also needs the device that runtime.device resolves to.
 DEVICE_CHECKS: dict[str, Callable[[dict[str, Any], Device], None]] = {

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from supertiny.calls import answer_schema, exact_match, parse_calls, similarity, validate_calls
 from supertiny.calls.parse import CALL_SEPARATORS
 from supertiny.datasets import ModelBundle, ModelDirectory
-from supertiny.decoding import build_decoder
+from supertiny.decoding import CONFIDENCE_SIGNALS, build_decoder
 from supertiny.prompt import end_of_turn, prompt_text
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,14 @@ def answer_grammars(
 @dataclass(frozen=True)
 class GeneratedAnswers:
     """Each request's answer text, in request order, and the requests answered without their
-    grammar although constrained decoding was asked for (request id -> why)."""
+    grammar although constrained decoding was asked for (request id -> why). On the served path
+    also each answer's confidence per signal (``decoding.CONFIDENCE_SIGNALS``: signal -> one
+    value per request) and its time in ms, prompt in to answer out; batched answers have neither."""
 
     texts: list[str]
     unconstrained: dict[str, str]
+    confidences: dict[str, list[float]] | None = None
+    answer_ms: list[float] | None = None
 
 
 def generate_answers(
@@ -144,9 +148,11 @@ def generate_answers(
     grammars = answer_grammars(model, tokenizer, requests, max_calls, unconstrained) if constrained else [None] * len(requests)
     if fast_path is not None:
         decoder = build_decoder(model, tokenizer, tools_mode, **fast_path)
-        texts = [decoder.generate(prompt, grammar, max_new_tokens).text
-                 for prompt, grammar in tqdm(list(zip(prompts, grammars)), desc="answering", unit="request")]
-        return GeneratedAnswers(texts, unconstrained)
+        decoded = [decoder.generate(prompt, grammar, max_new_tokens)
+                   for prompt, grammar in tqdm(list(zip(prompts, grammars)), desc="answering", unit="request")]
+        confidences = {signal: [answer.confidence(signal) for answer in decoded] for signal in CONFIDENCE_SIGNALS}
+        return GeneratedAnswers([answer.text for answer in decoded], unconstrained, confidences,
+                                [round(answer.total_s * 1000, 1) for answer in decoded])
     # A batch shares one logits processor, so requests with and without a grammar go in separate
     # batches, each of prompts of similar length.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

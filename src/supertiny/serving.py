@@ -7,6 +7,12 @@ greedy, under the grammar of the request's own tools (``inference.AnswerGrammars
 path (``decoding.Decoder``). Answers are returned in the OpenAI shape: ``tool_calls`` with
 ``finish_reason: tool_calls``, or a plain assistant message (empty content) when no call applies.
 
+With a ``Fallback`` (``supertiny serve --fallback``), an answer whose confidence is below the
+threshold (``serving.fallback``, chosen on validation requests by the evaluation's cascade) is
+replaced by the teacher's, asked through the teacher's own client, cache, retries and accounting
+(``teacher.*``). The ``x-supertiny-model`` header and the body's ``supertiny`` field say which
+model answered; a teacher that fails leaves the tiny model's answer, marked and counted.
+
 One model on a 2-core CPU answers one request at a time (its threads already use the cores):
 concurrent requests wait in turn on a lock, never interleave on the model or its cache.
 Every malformed request gets a 4xx with an OpenAI-style error body naming the field
@@ -61,6 +67,20 @@ class RequestError(Exception):
 
 
 @dataclass
+class Fallback:
+    """Where the served model is unsure, the teacher answers: below ``threshold`` of ``signal``
+    confidence (``decoding.CONFIDENCE_SIGNALS``), ``ask(request)`` gives the teacher's calls, or
+    raises when the teacher could not answer."""
+
+    threshold: float
+    signal: str
+    ask: Any  # Callable[[dict], list[dict]]
+    teacher_name: str = "teacher"
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass
 class ServedModel:
     """A loaded model and how it answers: prompt format, grammar, fast path, limits."""
 
@@ -73,6 +93,7 @@ class ServedModel:
     threads: int = 2
     jump_forward: bool = True
     prefix_cache: bool = True
+    fallback: Fallback | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -129,9 +150,31 @@ class ServedModel:
             finally:
                 torch.set_num_threads(previous_threads)
             self.answered += 1
-        return self._completion(decoded.text, decoded.finished, prompt_tokens, len(decoded.token_ids), request["tools"])
+        text, answered_by, note = decoded.text, self.name, {}
+        if self.fallback is not None:
+            confidence = decoded.confidence(self.fallback.signal)
+            note = {"confidence": round(confidence, 6), "threshold": self.fallback.threshold}
+            if confidence < self.fallback.threshold:
+                text, answered_by, note = self._ask_teacher(request, text, note)
+        completion = self._completion(text, decoded.finished, prompt_tokens, len(decoded.token_ids), request["tools"], answered_by)
+        if note:
+            completion["supertiny"] = {"answered_by": answered_by, **note}
+        return completion
 
-    def _completion(self, text: str, finished: bool, prompt_tokens: int, completion_tokens: int, tools: list[dict]) -> dict[str, Any]:
+    def _ask_teacher(self, request: dict[str, Any], text: str, note: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """The teacher's answer in place of ``text``; the tiny model's, marked, when the teacher fails."""
+        fallback = self.fallback
+        fallback.sent += 1
+        try:
+            calls = fallback.ask(request)  # outside the model's lock: other requests go on meanwhile
+        except Exception as error:  # the teacher is down, refuses, or times out: the tiny model's answer stands
+            fallback.failed += 1
+            log.warning("The teacher did not answer a fallback request (%s): the tiny model's answer is returned", error)
+            return text, self.name, {**note, "fallback_error": str(error)}
+        return format_calls(calls), fallback.teacher_name, note
+
+    def _completion(self, text: str, finished: bool, prompt_tokens: int, completion_tokens: int, tools: list[dict],
+                    answered_by: str | None = None) -> dict[str, Any]:
         parsed = parse_calls(text)
         calls = parsed.calls if parsed.ok and not validate_calls(parsed.calls, tools) else None
         if calls:
@@ -148,7 +191,7 @@ class ServedModel:
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.name,
+            "model": answered_by or self.name,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
@@ -240,6 +283,42 @@ class BackgroundServer:
         self._thread.join(timeout=30)
 
 
+def teacher_fallback(catalog: Any, params: dict[str, Any]) -> Fallback:
+    """The fallback ``serving.fallback`` describes: its threshold and signal (``auto``: the
+    evaluation's ``cascade_choice``), and the teacher asked as the pipelines ask it (greedy, one
+    sample, through ``label_requests``: cache, retries, spending cap, accounting)."""
+    from supertiny.pipelines.evaluation.cascade import AUTO, fallback_settings
+    from supertiny.teacher import TeacherConfig, label_requests
+
+    settings = fallback_settings(params.get("serving", {}))
+    threshold, signal = settings["threshold"], settings["signal"]
+    if AUTO in (threshold, signal):
+        try:
+            choice = catalog.load("cascade_choice")
+        except DatasetError:
+            raise SupertinyError("serving.fallback is 'auto', but there is no cascade_choice yet: run `kedro run --pipelines "
+                                 "evaluation` first, or set serving.fallback.threshold and signal") from None
+        if choice.get("threshold") is None:
+            raise SupertinyError(f"serving.fallback is 'auto', but the evaluation chose no threshold ({choice.get('reason')}); "
+                                 "set serving.fallback.threshold and signal")
+        threshold = choice["threshold"] if threshold == AUTO else threshold
+        signal = choice["signal"] if signal == AUTO else signal
+    teacher = params["teacher"]
+    config = TeacherConfig.from_params({**teacher, "k_samples": 1, "temperature": 0.0})
+    seeds = catalog.load("teacher_seed_examples")
+    base_model = catalog.load("base_model").path if config.embedded else None
+
+    def ask(request: dict[str, Any]) -> list[dict]:
+        candidates, _ = label_requests([{"id": f"serve-{uuid.uuid4().hex[:12]}", "meta": {}, "reference": None, **request}],
+                                       seeds, config, model_dir=base_model)
+        candidate = candidates[0]
+        if candidate["error_kind"] is not None or candidate["calls"] is None:
+            raise SupertinyError(f"teacher {candidate['error_kind'] or 'answer did not parse'}: {candidate.get('error') or candidate.get('text')}")
+        return candidate["calls"]
+
+    return Fallback(threshold=float(threshold), signal=signal, ask=ask, teacher_name=f"teacher:{config.model or 'embedded'}")
+
+
 def served_model_directory(catalog: Any, name: str) -> ModelDirectory:
     """The model directory of catalog dataset ``name``; SupertinyError, naming it, when there is none."""
     if name not in catalog:
@@ -270,7 +349,11 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": served.name, "answered": served.answered}
+        status = {"status": "ok", "model": served.name, "answered": served.answered}
+        if served.fallback is not None:
+            status["fallback"] = {"threshold": served.fallback.threshold, "signal": served.fallback.signal,
+                                  "sent": served.fallback.sent, "failed": served.fallback.failed}
+        return status
 
     @app.get("/v1/models")
     def models(request: Request) -> Any:
@@ -293,6 +376,6 @@ def create_app(served: ServedModel, api_key: str | None = None) -> FastAPI:
             completion = await anyio.to_thread.run_sync(served.answer, body)
         except RequestError as error:
             return error.response()
-        return JSONResponse(completion, headers={ANSWERED_BY_HEADER: served.name})
+        return JSONResponse(completion, headers={ANSWERED_BY_HEADER: completion["model"]})
 
     return app

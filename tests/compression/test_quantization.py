@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from supertiny.compression.quantization import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe, quantize
+from supertiny.compression.quantization import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe, quantize, smooth_mlp
 from supertiny.compression.settings import check_quantization
 from supertiny.compression.training import calibration_batches
 from supertiny.datasets import ModelBundle, ModelDataset
@@ -123,6 +123,44 @@ def test_keep_float_leaves_the_named_layers_float_and_quantises_the_rest(fresh_t
     assert Recipe.from_settings({"method": method, "keep_float": ["lm_head"]}).keep_float == ("lm_head",)
 
 
+def _with_outlier_channels(model: torch.nn.Module) -> torch.nn.Module:
+    """A few intermediate channels 50x larger than the rest, as trained LLM MLPs have."""
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.up_proj.weight[:2] *= 50
+            layer.mlp.down_proj.weight[:, :2] /= 50  # the float model's output stays in range
+    return model
+
+
+def _logits(model: torch.nn.Module, batches: list[dict]) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits.flatten(0, 1)
+                          for b in batches])
+
+
+def test_smoothing_keeps_the_float_model_and_lets_int8_keep_the_small_channels(fresh_tiny, distill_rows):
+    import copy
+
+    model = _with_outlier_channels(fresh_tiny.model).eval()
+    batches = calibration_batches(distill_rows, fresh_tiny.tokenizer, "names", batch_size=4)
+    reference = _logits(model, batches)
+    plain_error = (_logits(quantize(copy.deepcopy(model), Recipe("torch_dynamic_int8")), batches) - reference).abs().mean()
+
+    smoothed = copy.deepcopy(model)
+    layers = smooth_mlp(smoothed, batches, alpha=0.5)
+    assert layers == [f"model.layers.{i}.mlp.down_proj" for i in range(len(model.model.layers))]
+    torch.testing.assert_close(_logits(smoothed, batches), reference, rtol=1e-4, atol=1e-4)  # exact in float
+    smoothed_error = (_logits(quantize(smoothed, Recipe("torch_dynamic_int8")), batches) - reference).abs().mean()
+    assert smoothed_error < 0.7 * plain_error, (smoothed_error, plain_error)
+
+
+def test_smoothing_is_part_of_quantising_and_needs_calibration(fresh_tiny, distill_rows):
+    recipe = Recipe.from_settings({"method": "inc_dynamic_int8", "smooth_alpha": 0.5})
+    assert recipe.smooth_alpha == 0.5
+    with pytest.raises(ValueError, match="smooth_alpha needs calibration"):
+        quantize(fresh_tiny.model, recipe)
+
+
 def test_dynamic_int8_reads_a_quarter_of_the_weight_bytes(fresh_tiny):
     float_bytes = weight_bytes_per_token(fresh_tiny.model)
     quantized = quantize(fresh_tiny.model, Recipe("torch_dynamic_int8"))
@@ -150,6 +188,9 @@ def test_loading_a_quantized_model_with_from_pretrained_options_is_refused(tiny_
         ({"method": "gptq", "bits": 4, "group_size": 32, "calibration_rows": 0}, "calibration_rows"),
         ({"method": "rtn", "bits": 8, "group_size": 32, "keep_float": ["lm_head"]}, "keep_float applies to the dynamic"),
         ({"method": "inc_dynamic_int8", "keep_float": "lm_head"}, "keep_float must be a list"),
+        ({"method": "inc_dynamic_int8", "smooth_alpha": 1.5, "calibration_rows": 4}, r"smooth_alpha must be a number in \[0, 1\]"),
+        ({"method": "rtn", "bits": 8, "group_size": 32, "smooth_alpha": 0.5}, "smooth_alpha applies to the dynamic"),
+        ({"method": "inc_dynamic_int8", "smooth_alpha": 0.5, "calibration_rows": 0}, "calibration_rows: smooth_alpha needs"),
     ],
 )
 def test_settings_that_cannot_run_here_are_refused(settings, message):

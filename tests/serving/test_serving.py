@@ -14,7 +14,7 @@ import pytest
 from supertiny.calls import validate_calls
 from supertiny.datasets import ModelDataset
 from supertiny.errors import SupertinyError
-from supertiny.serving import ANSWERED_BY_HEADER, BackgroundServer, ServedModel, create_app, served_model_directory
+from supertiny.serving import ANSWERED_BY_HEADER, BackgroundServer, Fallback, ServedModel, create_app, served_model_directory, teacher_fallback
 
 LOCK = {"type": "function", "function": {"name": "lock_door", "description": "Lock or unlock a door.", "parameters": {
     "type": "object", "properties": {"door": {"type": "string", "enum": ["front", "back"]}, "locked": {"type": "boolean"}},
@@ -124,3 +124,83 @@ def test_a_missing_model_directory_is_named(tmp_path):
         served_model_directory(catalog, "final")
     with pytest.raises(SupertinyError, match="'nothing'"):
         served_model_directory(catalog, "nothing")
+
+
+LOCK_FRONT = [{"name": "lock_door", "arguments": {"door": "front", "locked": True}}]
+
+
+def _fallback_client(served_model: ServedModel, fallback: Fallback):
+    served_model.fallback = fallback
+    return BackgroundServer(create_app(served_model))
+
+
+def test_below_the_threshold_the_teacher_answers_and_says_so(tiny_model):
+    asked = []
+    fallback = Fallback(threshold=1.0, signal="min", ask=lambda request: asked.append(request) or LOCK_FRONT, teacher_name="teacher:big")
+    served_model = ServedModel(name="tiny", bundle=tiny_model, tools_mode="names", max_calls=2, max_new_tokens=48, threads=1)
+    with _fallback_client(served_model, fallback) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "lock the front door"}], tools=[LOCK])
+        completion = raw.parse()
+        health = _get_json(f"{running.url}/health")
+    # A random model is never certain: every answer is below 1.0 and goes to the teacher.
+    assert raw.headers[ANSWERED_BY_HEADER] == "teacher:big" and completion.model == "teacher:big"
+    call = completion.choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == ("lock_door", {"door": "front", "locked": True})
+    extra = completion.model_extra["supertiny"]
+    assert extra["answered_by"] == "teacher:big" and 0 < extra["confidence"] < 1.0 and extra["threshold"] == 1.0
+    assert asked[0]["tools"] == [LOCK] and asked[0]["messages"][-1]["content"] == "lock the front door"
+    assert health["fallback"] == {"threshold": 1.0, "signal": "min", "sent": 1, "failed": 0}
+
+
+def test_a_teacher_that_fails_leaves_the_tiny_answer_marked_and_the_server_serving(tiny_model):
+    def down(request):
+        raise ConnectionError("teacher unreachable")
+
+    fallback = Fallback(threshold=1.0, signal="mean", ask=down)
+    served_model = ServedModel(name="tiny", bundle=tiny_model, tools_mode="names", max_calls=2, max_new_tokens=48, threads=1)
+    with _fallback_client(served_model, fallback) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+        first = _ask(client, "lock the front door", [LOCK])
+        second = _ask(client, "unlock the back door", [LOCK])
+        health = _get_json(f"{running.url}/health")
+    for completion in (first, second):
+        assert completion.model == "tiny" and completion.model_extra["supertiny"]["fallback_error"] == "teacher unreachable"
+    assert health["fallback"]["sent"] == 2 and health["fallback"]["failed"] == 2
+
+
+def test_at_threshold_zero_nothing_goes_to_the_teacher(tiny_model):
+    fallback = Fallback(threshold=0.0, signal="min", ask=lambda request: pytest.fail("the teacher was asked"))
+    served_model = ServedModel(name="tiny", bundle=tiny_model, tools_mode="names", max_calls=2, max_new_tokens=48, threads=1,
+                               fallback=fallback)
+    completion = served_model.answer({"messages": [{"role": "user", "content": "lock the front door"}], "tools": [LOCK]})
+    assert completion["model"] == "tiny" and completion["supertiny"]["answered_by"] == "tiny" and fallback.sent == 0
+
+
+def test_the_configured_fallback_asks_the_teacher_through_its_client(tmp_path, tool_catalog):
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from supertiny.teacher.client import RUN_SPENDING
+
+    from fake_openai import FakeOpenAI
+
+    RUN_SPENDING.reset()
+    with FakeOpenAI() as endpoint:
+        teacher = {"base_url": endpoint.base_url, "model": "teacher", "api_key_env": None, "strategy": "native", "k_samples": 1,
+                   "temperature": 0.0, "max_tokens": 32, "concurrency": 1, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
+                   "cache_dir": str(tmp_path / "cache")}
+        catalog = DataCatalog({"teacher_seed_examples": MemoryDataset([]),
+                               "cascade_choice": MemoryDataset({"signal": "mean", "threshold": 0.42})})
+        fallback = teacher_fallback(catalog, {"teacher": teacher, "serving": {"fallback": {"threshold": "auto", "signal": "auto"}}})
+        calls = fallback.ask({"messages": [{"role": "user", "content": "kitchen lights on"}], "tools": tool_catalog})
+    assert (fallback.threshold, fallback.signal, fallback.teacher_name) == (0.42, "mean", "teacher:teacher")
+    assert calls == [{"name": tool_catalog[0]["function"]["name"], "arguments": {}}]
+    assert len(endpoint.chat_requests) == 1  # the probe aside, one request for one fallback
+
+
+def test_an_auto_fallback_without_an_evaluation_says_what_to_run():
+    from kedro.io import DataCatalog
+
+    with pytest.raises(SupertinyError, match="no cascade_choice yet: run `kedro run --pipelines evaluation`"):
+        teacher_fallback(DataCatalog({}), {"teacher": {}, "serving": {"fallback": {"threshold": "auto"}}})

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from supertiny.teacher import TeacherConfig
 from supertiny.teacher.client import RUN_SPENDING
 
-# The fake server lives next to the tests and is also run alone by the benchmarks.
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).with_name("fake_openai.py"))
-fake_openai = importlib.util.module_from_spec(_spec)
-sys.modules["fake_openai"] = fake_openai
-_spec.loader.exec_module(fake_openai)
-FakeOpenAI = fake_openai.FakeOpenAI
+from fake_openai import FakeOpenAI  # put on the import path by tests/conftest.py
 
 LIGHTS = {
     "type": "function",

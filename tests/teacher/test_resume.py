@@ -20,10 +20,11 @@ label_requests(requests, [], TeacherConfig.from_params(params))
 """
 
 
-def settle(server: FakeOpenAI) -> None:
+def settle(server: FakeOpenAI, timeout_s: float = 60) -> None:
     """Wait until bytes the killed client had already sent are read and answered."""
-    seen = -1
+    seen, deadline = -1, time.monotonic() + timeout_s
     while seen != len(server.bodies) or server.in_flight:
+        assert time.monotonic() < deadline, f"the server still has {server.in_flight} requests in flight after {timeout_s:.0f} s"
         seen = len(server.bodies)
         time.sleep(0.5)
 

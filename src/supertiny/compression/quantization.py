@@ -16,6 +16,11 @@ INC's weight-only layers keep int4/int8 weights for storage, but on CPU they unp
 float32 on their first call and compute in float32: smaller on disk, not faster. Dynamic INT8
 computes in int8. Measure with ``benchmarks/compression_table.py`` before choosing.
 
+``smooth_mlp`` (``compression.quantization.smooth_alpha``) moves the outliers of the MLP's
+gated activations into the down projection's weights before dynamic INT8 quantises them (the
+SmoothQuant transform): per-tensor activation scales then keep the small channels. It is exact in
+float, and the saved model is the smoothed one.
+
 ``quantize_embedding`` also stores the input embedding table in 8 bits per row: with 49k
 tokens it is a fifth of SmolLM2's parameters, and once the output head is quantised the two
 are no longer one tied tensor, so a float table would be stored besides the quantised head.
@@ -65,6 +70,8 @@ class Recipe:
     quantize_embedding: bool = True
     # Regular expressions searched in linear layer names: the layers the dynamic INT8 methods leave float.
     keep_float: tuple[str, ...] = ()
+    # SmoothQuant's migration strength for the MLP's down projections (None: not smoothed).
+    smooth_alpha: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))  # a list from JSON or YAML
@@ -77,6 +84,7 @@ class Recipe:
             group_size=int(settings.get("group_size", 32)),
             quantize_embedding=bool(settings.get("quantize_embedding", True)),
             keep_float=tuple(settings.get("keep_float") or ()),
+            smooth_alpha=None if settings.get("smooth_alpha") is None else float(settings["smooth_alpha"]),
         )
 
     @property
@@ -94,9 +102,14 @@ class Recipe:
 def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str, torch.Tensor]] | None = None) -> torch.nn.Module:
     """Quantise ``model`` (consumed: INC and torch replace its layers) as ``recipe`` says.
 
-    ``calibration``: tokenised prompts (``input_ids``, ``attention_mask``), used by GPTQ only.
+    ``calibration``: tokenised prompts (``input_ids``, ``attention_mask``), used by GPTQ and
+    by the smoothing.
     """
     model.eval()
+    if recipe.smooth_alpha is not None:
+        if not calibration:
+            raise ValueError("smooth_alpha needs calibration prompts")
+        smooth_mlp(model, calibration, recipe.smooth_alpha)
     if recipe.method in WEIGHT_ONLY:
         model = _inc_weight_only(model, recipe, calibration)
     elif recipe.method == "inc_dynamic_int8":
@@ -106,6 +119,50 @@ def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str,
     if recipe.quantize_embedding and isinstance(model.get_input_embeddings(), torch.nn.Embedding):
         _quantize_embedding(model)
     return model
+
+
+@torch.no_grad()
+def smooth_mlp(model: torch.nn.Module, calibration: list[dict[str, torch.Tensor]], alpha: float) -> list[str]:
+    """SmoothQuant on every MLP's down projection, in place; the smoothed layers' names.
+
+    The down projection reads ``act(gate(x)) * up(x)``, whose few outlier channels make a
+    per-tensor INT8 scale too coarse for the rest. Channel j is divided by
+    ``s_j = max|a_j|^alpha / max|W_j|^(1 - alpha)`` (``a``: the activations on calibration
+    prompts, real tokens only; ``W_j``: the down projection's column j) by scaling ``up``'s row
+    j, which the product carries through, and the column is multiplied by ``s_j``: the float
+    model computes the same. INC's SmoothQuant folds scales only into a norm or linear layer
+    directly before the smoothed one, and here a product stands between, so it is done here.
+    """
+    mlps = [(name, module) for name, module in model.named_modules()
+            if isinstance(getattr(module, "up_proj", None), torch.nn.Linear) and isinstance(getattr(module, "down_proj", None), torch.nn.Linear)]
+    if not mlps:
+        raise SupertinyError("compression.quantization.smooth_alpha: the model has no MLP with up_proj and down_proj layers")
+    peaks: dict[str, torch.Tensor] = {}
+    mask: list[torch.Tensor] = []  # the current batch's real-token positions
+
+    def record(name: str) -> Callable:
+        def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            activations = inputs[0][mask[0]] if inputs[0].dim() == 3 else inputs[0]
+            peak = activations.abs().amax(dim=0).float()
+            peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+        return hook
+
+    handles = [mlp.down_proj.register_forward_pre_hook(record(name)) for name, mlp in mlps]
+    try:
+        for batch in calibration:
+            mask[:] = [batch["attention_mask"].bool()]
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, mlp in mlps:
+        weight_peak = mlp.down_proj.weight.abs().amax(dim=0).float()
+        scales = (peaks[name].clamp(min=1e-5) ** alpha / weight_peak.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)
+        mlp.down_proj.weight.mul_(scales.to(mlp.down_proj.weight.dtype))
+        mlp.up_proj.weight.div_(scales.to(mlp.up_proj.weight.dtype)[:, None])
+        if mlp.up_proj.bias is not None:
+            mlp.up_proj.bias.div_(scales.to(mlp.up_proj.bias.dtype))
+    return [f"{name}.down_proj" for name, _ in mlps]
 
 
 def _inc_weight_only_config(recipe: Recipe) -> Any:

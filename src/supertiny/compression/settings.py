@@ -101,8 +101,14 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
             raise ConfigError(f"{setting}.keep_float: {pattern!r} is not a regular expression ({error})") from None
     if keep_float and method in WEIGHT_ONLY:
         raise ConfigError(f"{setting}.keep_float applies to the dynamic INT8 methods, not {method}")
-    if method == "gptq" and int(settings.get("calibration_rows", 0)) < 1:
-        raise ConfigError(f"{setting}.calibration_rows: gptq needs at least one calibration prompt")
+    alpha = settings.get("smooth_alpha")
+    if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ConfigError(f"{setting}.smooth_alpha must be a number in [0, 1] or null (no smoothing); got {alpha!r}")
+        if method in WEIGHT_ONLY:
+            raise ConfigError(f"{setting}.smooth_alpha applies to the dynamic INT8 methods, not {method}")
+    if (method == "gptq" or alpha is not None) and int(settings.get("calibration_rows", 0)) < 1:
+        raise ConfigError(f"{setting}.calibration_rows: {'gptq' if method == 'gptq' else 'smooth_alpha'} needs at least one calibration prompt")
 
 
 def check_against_model(compression: dict[str, Any], model: Any) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -37,12 +35,11 @@ from supertiny.pipelines.evaluation.nodes import (
     top_confusions,
     write_report,
 )
+from supertiny.pipelines.evaluation.cascade import plot_cascade_curve, plot_reliability
 from supertiny.pipelines.evaluation.pipeline import create_pipeline
 from supertiny.teacher import config as teacher_config
 
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
-fake_openai = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake_openai)
+import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
 PARAMS = {"max_requests": None, "seed": 0, "max_new_tokens": 6, "constrained": False, "max_calls": 2, "batch_size": 2, "threads": 1,
           "latency": {"prompts": 2, "new_tokens": 3, "warmup": 1}, "price_per_hour_usd": 0.36}
@@ -68,7 +65,7 @@ def test_a_local_model_gets_a_full_row_and_its_predictions(tmp_path, tiny_model,
     dataset = ModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(tiny_model)
     row, predictions = evaluate_local_model(dataset.load(), requests, "none", PARAMS, RUNTIME, stage="base")
-    assert set(METRIC_COLUMNS) <= set(row)
+    assert set(METRIC_COLUMNS) - {"share_to_teacher"} <= set(row)  # only the cascade sends requests on
     assert row["stage"] == "base" and row["n"] == 3 and row["device"] == "cpu"
     assert row["tools_mode"] == "none" and row["constrained"] is False and row["unconstrained_fallbacks"] == 0
     assert row["params"] == sum(p.numel() for p in tiny_model.model.parameters())
@@ -79,6 +76,8 @@ def test_a_local_model_gets_a_full_row_and_its_predictions(tmp_path, tiny_model,
     assert row["cost_per_1k_requests"] == pytest.approx(1000 * (3 / row["requests_per_s"]) / 3 * 0.36 / 3600, rel=0.01)
     assert [p["request_id"] for p in predictions] == ["r0", "r1", "r2"]
     assert all(p["stage"] == "base" for p in predictions)
+    # Served answers carry what the cascade routes on: their confidence and time.
+    assert all(0 < p["confidence_min"] <= p["confidence_mean"] <= 1 and p["answer_ms"] > 0 for p in predictions)
 
 
 def test_constrained_a_random_model_answers_valid_calls(tmp_path, tiny_model, requests):
@@ -229,13 +228,16 @@ def test_table_plots_report_and_record_come_from_the_rows(tmp_path):
         {"candidates": 8, "accepted_candidates": 4, "acceptance_rate": 0.5, "requests": 4,
          "requests_without_accepted_answer": 1, "examples_kept": 3},
         {"model": "local", "strategy": "decomposed", "requests_sent": 16, "cost_usd": 0.0},
-        record, *figures, {"confusions": 10},
+        record, *figures, {"signal": None, "threshold": None, "reason": "no labelled validation requests"},
+        plot_cascade_curve(None, {"threshold": None, "reason": "x"}), plot_reliability([], {"threshold": None, "reason": "x"}),
+        {"confusions": 10},
     )
     assert "| quantized | cpu | none | True | 1000 | 120 | 0.75 [0.65, 0.85] | 0.75 |" in markdown
     assert "## Summary\n\nTeacher: exact match 0.60 [0.50, 0.70]" in markdown and "Not learning: base." in markdown
     assert "## Errors of the best student (student_sft)" in markdown
     assert "| set_lights | 0.6 | 0.8 | 1 |" in markdown and "| set_lights | start_timer | 1 |" in markdown
     assert "<table>" in html and "plotly" in html.lower() and html.count("<script") >= 3
+    assert "## Cascade\n\nNot measured: no labelled validation requests." in markdown
 
 
 def test_predictions_of_all_stages_are_concatenated():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,9 +11,7 @@ from supertiny.pipelines.filtering.nodes import check_params, filter_candidates
 from supertiny.pipelines.filtering.verifiers import Item, verify_judge
 from supertiny.teacher.judge import Judgement, read_judgement
 
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
-fake_openai = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake_openai)
+import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
 KITCHEN_ON = [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}]
 BEDROOM_ON = [{"name": "set_lights", "arguments": {"room": "bedroom", "on": True}}]

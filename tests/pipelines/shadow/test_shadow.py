@@ -3,9 +3,6 @@ served model through the openai SDK, side by side."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +12,7 @@ from supertiny.errors import ConfigError
 from supertiny.pipelines.shadow.nodes import shadow_compare
 from supertiny.teacher.client import RUN_SPENDING
 
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
-fake_openai = sys.modules.get("fake_openai") or importlib.util.module_from_spec(_spec)
-if "fake_openai" not in sys.modules:
-    sys.modules["fake_openai"] = fake_openai
-    _spec.loader.exec_module(fake_openai)
+import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
 LOCK = {"type": "function", "function": {"name": "lock_door", "parameters": {
     "type": "object", "properties": {"door": {"type": "string", "enum": ["front", "back"]}}, "required": ["door"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -11,9 +9,7 @@ from supertiny.datasets import ModelDirectory
 from supertiny.pipelines.teacher import create_pipeline
 from supertiny.pipelines.teacher.nodes import label_with_teacher, select_seed_examples
 
-_spec = importlib.util.spec_from_file_location("fake_openai", Path(__file__).parents[2] / "teacher" / "fake_openai.py")
-fake_openai = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake_openai)
+import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
 DESIGN_FIELDS = {"request_id", "sample", "text", "calls", "parse_error", "prompt_tokens", "completion_tokens", "latency_ms", "model", "cached"}
 

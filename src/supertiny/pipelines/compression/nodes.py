@@ -166,7 +166,7 @@ def quantize_recovered(
     model = pruned_recovered.load_model(dtype=torch.float32)
     tokenizer = pruned_recovered.load_tokenizer()
     calibration = None
-    if recipe.method == "gptq":
+    if recipe.method == "gptq" or recipe.smooth_alpha is not None:
         rows = _training_rows(distill_train, compression, tokenizer, student)[: settings["calibration_rows"]]
         calibration = calibration_batches(rows, tokenizer, student["tools_mode"])
     params = parameter_count(model)

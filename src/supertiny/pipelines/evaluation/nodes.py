@@ -30,7 +30,7 @@ from markdown_it import MarkdownIt
 from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
-from supertiny.inference import answer_grammars, generate_answers, sample_requests, score_requests
+from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
 from supertiny.decoding import build_decoder, fast_path_settings
 from supertiny.latency import measure_served_latency
 from supertiny.prompt import prompt_text
@@ -43,6 +43,7 @@ METRIC_COLUMNS = [
     "stage", "model_path", "device", "tools_mode", "constrained", "params", "size_mb",
     "exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate", "no_call_accuracy",
     "p50_ms", "p95_ms", "prefill_p50_ms", "tokens_per_s", "requests_per_s", "cost_per_1k_requests", "unconstrained_fallbacks", "n",
+    "share_to_teacher",  # the cascade's: requests its final model sent on to the teacher
     "reference",  # what the scores are against: labels, the teacher's greedy answers (unlabelled requests), or both
 ]
 # What score_requests measures, as every row reports it.
@@ -159,6 +160,7 @@ def evaluate_local_model(
     finally:
         torch.set_num_threads(previous_threads)
     predictions, metrics = score_requests(requests, answers.texts)
+    predictions = with_answer_details(predictions, answers)
     # Batch-1 latency as served: the fast path (supertiny serve's), each answer to its end,
     # under its grammar when constrained; the teacher's latency is its whole answers too.
     latency_requests = requests[: params["latency"]["prompts"]]
@@ -192,6 +194,37 @@ def evaluate_local_model(
     }
     log.info("%s: %s", stage, metrics_line(row))
     return row, [{"stage": stage, **prediction} for prediction in predictions]
+
+
+def with_answer_details(predictions: list[dict], answers: GeneratedAnswers) -> list[dict]:
+    """Served answers' confidence (``confidence_<signal>``) and time (``answer_ms``) on their predictions."""
+    if answers.confidences is None:
+        return predictions
+    return [
+        {**prediction, **{f"confidence_{signal}": values[i] for signal, values in answers.confidences.items()}, "answer_ms": answers.answer_ms[i]}
+        for i, prediction in enumerate(predictions)
+    ]
+
+
+def local_predictions(
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any], stage: str
+) -> list[dict]:
+    """A local model's scored answers on the served path, with their confidence and time: no
+    latency harness, no metrics row (the cascade's validation answers)."""
+    constrained, max_calls = decoding_settings(params)
+    device = evaluation_device(model_dir, runtime)
+    bundle = model_dir.load()
+    model = bundle.model.to(device.type).eval()
+    log.info("Answering %d requests with %s (%s) on the served path", len(requests), stage, model_dir.path)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(params["threads"])
+    try:
+        answers = generate_answers(model, bundle.tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
+                                   constrained=constrained, max_calls=max_calls, fast_path=fast_path_settings(params))
+    finally:
+        torch.set_num_threads(previous_threads)
+    predictions, _ = score_requests(requests, answers.texts)
+    return [{"stage": stage, **prediction} for prediction in with_answer_details(predictions, answers)]
 
 
 def metrics_line(row: dict[str, Any]) -> str:
@@ -250,11 +283,7 @@ def evaluate_teacher(
     greedy = {**teacher, "k_samples": 1, "temperature": 0.0}
     config = TeacherConfig.from_params(greedy)
     log.info("Evaluating the teacher (%s strategy) on %d test requests", config.strategy, len(requests))
-    candidates, usage = label_requests(requests, teacher_seed_examples, config, model_dir=base_model.path)
-    # The teacher's answer is its parsed calls (a decomposed answer is several completions);
-    # an answer that did not parse is scored from its text, which fails the same way.
-    texts = [format_calls(c["calls"]) if c["calls"] is not None else (c["text"] or "") for c in candidates]
-    predictions, metrics = score_requests(requests, texts)
+    candidates, usage, predictions, metrics = teacher_answers(requests, teacher_seed_examples, base_model, teacher)
     if config.on_this_machine:
         cost_per_1k = machine_cost_per_1k(teacher_seconds_per_request(candidates, config.concurrency), params["price_per_hour_usd"])
     else:
@@ -275,6 +304,29 @@ def evaluate_teacher(
     }
     log.info("teacher: %s", metrics_line(row))
     return row, [{"stage": "teacher", **prediction} for prediction in predictions], usage
+
+
+def teacher_answers(
+    requests: list[dict], teacher_seed_examples: list[dict], base_model: ModelDirectory, teacher: dict[str, Any]
+) -> tuple[list[dict], dict[str, Any], list[dict], dict[str, Any]]:
+    """The teacher pipeline's greedy answer to each request through its own client, cache and
+    accounting: its candidates, usage record, scored predictions and their totals."""
+    config = TeacherConfig.from_params({**teacher, "k_samples": 1, "temperature": 0.0})
+    candidates, usage = label_requests(requests, teacher_seed_examples, config, model_dir=base_model.path)
+    # The teacher's answer is its parsed calls (a decomposed answer is several completions);
+    # an answer that did not parse is scored from its text, which fails the same way.
+    texts = [format_calls(c["calls"]) if c["calls"] is not None else (c["text"] or "") for c in candidates]
+    predictions, metrics = score_requests(requests, texts)
+    return candidates, usage, predictions, metrics
+
+
+def teacher_validation_predictions(
+    requests: list[dict], teacher_seed_examples: list[dict], base_model: ModelDirectory, teacher: dict[str, Any]
+) -> list[dict]:
+    """The teacher pipeline's scored greedy answers to validation requests (the cascade's other side)."""
+    log.info("Answering %d validation requests with the teacher", len(requests))
+    _, _, predictions, _ = teacher_answers(requests, teacher_seed_examples, base_model, teacher)
+    return [{"stage": "teacher", **prediction} for prediction in predictions]
 
 
 def teacher_seconds_per_request(candidates: list[dict], concurrency: int) -> float:
@@ -403,9 +455,9 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 REPORT_CSS = "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
 SUMMARY_COLUMNS = ["stage", "device", "tools_mode", "constrained", "params", "size_mb", "exact_match", "call_exact_match", "similarity",
                    "valid_rate", "no_call_accuracy", "p50_ms", "p95_ms", "tokens_per_s", "cost_per_1k_requests",
-                   "unconstrained_fallbacks", "reference", "note"]
-# Rows that are not students: the teacher, the floor and the untrained base model.
-NOT_STUDENTS = ("teacher", ALWAYS_NO_CALL, "base")
+                   "unconstrained_fallbacks", "share_to_teacher", "reference", "note"]
+# Rows that are not students: the teacher, the floor, the untrained base model and the cascade (the teacher behind the final model).
+NOT_STUDENTS = ("teacher", ALWAYS_NO_CALL, "base", "cascade")
 NOT_LEARNING = "not learning"
 
 
@@ -481,6 +533,13 @@ def summary_line(stage_metrics: pd.DataFrame) -> str:
                   if teacher and _known(teacher["p50_ms"]) and _known(final["p50_ms"]) and final["p50_ms"] else "")
         latency = f"{final['p50_ms']:.0f} ms" if _known(final["p50_ms"]) else "–"
         parts.append(f"Final model, {final['stage']}: {scores(final)}; batch-1 p50 {latency}{faster}.")
+    cascade = rows.get("cascade")
+    if cascade and _known(cascade["exact_match"]):
+        cost = (f", cost per 1,000 requests {cascade['cost_per_1k_requests'] / teacher['cost_per_1k_requests']:.2f}x the teacher's"
+                if teacher and _known(cascade["cost_per_1k_requests"]) and _known(teacher["cost_per_1k_requests"]) and teacher["cost_per_1k_requests"]
+                else "")
+        parts.append(f"Cascade (the teacher where the final model is unsure): {scores(cascade)}, "
+                     f"{cascade['share_to_teacher']:.0%} of requests sent to the teacher{cost}.")
     floor = rows.get(ALWAYS_NO_CALL)
     if floor:
         parts.append(f"Answering [] to every request: exact match {_with_interval(floor)}.")
@@ -539,6 +598,9 @@ def write_report(
     accuracy_vs_latency: Any,
     size_per_stage: Any,
     accuracy_per_function: Any,
+    cascade_choice: dict[str, Any],
+    cascade_curve_plot: Any,
+    reliability_plot: Any,
     report: dict[str, Any],
 ) -> tuple[str, str]:
     """The report in Markdown and in HTML (the HTML with the plots, readable offline).
@@ -567,6 +629,7 @@ def write_report(
         "time per request at an hourly price, or an endpoint's tokens at its prices.\n\n" + table,
         errors,
         "## Exact match per function\n\n" + _markdown_table(function_accuracy.reset_index(names="function")),
+        "## Cascade\n\n" + cascade_paragraph(cascade_choice),
         "## Data\n\n" + _markdown_table(pd.DataFrame([
             {"requests": data_report["requests"], "rejected": data_report["rejected"], "train": data_report["splits"]["train"],
              "val": data_report["splits"]["val"], "test": data_report["splits"]["test"],
@@ -579,12 +642,29 @@ def write_report(
                                                      "completion_tokens", "wall_s", "requests_per_s", "cost_usd")}])),
     ]
     markdown = "\n\n".join(sections) + "\n"
-    figures = [accuracy_vs_latency, size_per_stage, accuracy_per_function]
+    figures = [accuracy_vs_latency, size_per_stage, accuracy_per_function, cascade_curve_plot, reliability_plot]
     # Plotly's script is embedded once, so the page renders without a network.
     plots = "\n".join(figure.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, figure in enumerate(figures))
     body = MarkdownIt("commonmark").enable("table").render(markdown)
     html = f"<!doctype html><html><head><meta charset='utf-8'><title>supertiny report</title><style>{REPORT_CSS}</style></head><body>{body}{plots}</body></html>"
     return markdown, html
+
+
+def cascade_paragraph(choice: dict[str, Any]) -> str:
+    """How the cascade's threshold was chosen, and what it did on validation requests."""
+    if choice.get("threshold") is None:
+        return f"Not measured: {choice.get('reason', 'no labelled validation requests')}."
+    validation = choice["validation"]
+    reached = {True: "the cheapest threshold whose exact match is at least the teacher's",
+               False: "no threshold reaches the teacher's exact match: the most accurate one", None: "as configured"}[choice["reaches_teacher"]]
+    areas = ", ".join(f"{signal} {area:.3f}" for signal, area in choice["signal_areas"].items())
+    return (
+        f"The final model answers; where its {choice['signal']} confidence is below {choice['threshold']:.4f} "
+        f"({choice['chosen_by']}: {reached}), the teacher answers instead. On {validation['requests']} validation requests "
+        f"that sent {validation['share_to_teacher']:.0%} to the teacher for exact match {validation['exact_match']:.3f} "
+        f"(final model alone {validation['final_exact_match']:.3f}, teacher alone {validation['teacher_exact_match']:.3f}). "
+        f"Signals compared by the area under their curve: {areas}. The cascade row of the table is this rule on the test requests."
+    )
 
 
 def record_run(parameters: dict[str, Any], stage_metrics: pd.DataFrame) -> dict[str, Any]:

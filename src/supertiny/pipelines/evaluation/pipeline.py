@@ -7,6 +7,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from supertiny.pipelines.evaluation.cascade import cascade_curve, evaluate_cascade, plot_cascade_curve, plot_reliability
 from supertiny.pipelines.evaluation.nodes import (
     collect_predictions,
     collect_stage_metrics,
@@ -15,7 +16,9 @@ from supertiny.pipelines.evaluation.nodes import (
     evaluate_quantized_model,
     evaluate_teacher,
     evaluate_trained_stage,
+    teacher_validation_predictions,
     evaluation_requests,
+    local_predictions,
     per_function_table,
     plot_accuracy_per_function,
     plot_accuracy_vs_latency,
@@ -48,8 +51,27 @@ def _stage_node(stage: str, model: str):
     return node(evaluate, inputs, [f"{stage}_eval_row", f"{stage}_predictions"], name=f"evaluate_{stage}")
 
 
+def _cascade_nodes() -> list:
+    """The final model with the teacher behind it: both answer validation requests, the threshold
+    is swept there, and the chosen rule is measured on the test requests (``cascade``)."""
+    final_on_val = update_wrapper(partial(local_predictions, stage="quantized"), local_predictions)
+    return [
+        node(evaluation_requests, ["val_requests", "params:evaluation"], "sampled_val_requests", name="choose_validation_requests"),
+        node(teacher_validation_predictions, ["sampled_val_requests", "teacher_seed_examples", "base_model", "params:teacher"],
+             "teacher_val_predictions", name="answer_validation_with_teacher"),
+        node(final_on_val, ["quantized_model", "sampled_val_requests", "params:student.tools_mode", "params:evaluation", "params:runtime"],
+             "final_val_predictions", name="answer_validation_with_final_model"),
+        node(cascade_curve, ["final_val_predictions", "teacher_val_predictions", "quantized_eval_row", "teacher_eval_row", "params:serving"],
+             ["cascade_curve", "cascade_choice", "cascade_validation_predictions"], name="sweep_cascade_threshold"),
+        node(evaluate_cascade, ["evaluation_requests", "quantized_predictions", "teacher_predictions", "quantized_eval_row",
+                                "teacher_eval_row", "cascade_choice"], ["cascade_eval_row", "cascade_predictions"], name="evaluate_cascade"),
+        node(plot_cascade_curve, ["cascade_curve", "cascade_choice"], "cascade_curve_plot", name="plot_cascade_curve"),
+        node(plot_reliability, ["cascade_validation_predictions", "cascade_choice"], "confidence_reliability_plot", name="plot_confidence_reliability"),
+    ]
+
+
 def create_pipeline(**kwargs) -> Pipeline:
-    stages = ["teacher", "always_no_call", *LOCAL_STAGES, "quantized"]
+    stages = ["teacher", "always_no_call", *LOCAL_STAGES, "quantized", "cascade"]
     rows = [f"{stage}_eval_row" for stage in stages]
     return pipeline(
         [
@@ -73,6 +95,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["quantized_eval_row", "quantized_predictions"],
                 name="evaluate_quantized",
             ),
+            *_cascade_nodes(),
             node(collect_stage_metrics, rows, "stage_metrics", name="collect_stage_metrics"),
             node(collect_predictions, [f"{stage}_predictions" for stage in stages], "predictions", name="collect_predictions"),
             node(per_function_table, rows, "function_accuracy", name="per_function_table"),
@@ -84,7 +107,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 write_report,
                 ["stage_metrics", "function_accuracy", "predictions", "evaluation_requests", "distill_train", "data_report",
                  "filter_summary", "teacher_usage", "run_record", "accuracy_vs_latency_plot", "size_per_stage_plot",
-                 "accuracy_per_function_plot", "params:evaluation.report"],
+                 "accuracy_per_function_plot", "cascade_choice", "cascade_curve_plot", "confidence_reliability_plot",
+                 "params:evaluation.report"],
                 ["report_markdown", "report_html"],
                 name="write_report",
             ),
