@@ -117,7 +117,7 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
 def served_latency_rounds(models: dict[str, Any], requests: list[dict], context: Any, rounds: int) -> dict[str, list[Any]]:
     """Every model's served batch-1 latency, once a round, so that load from other processes
     falls on all of them alike."""
-    from supertiny.decoding import build_decoder, fast_path_settings
+    from supertiny.decoding import build_decoder, decoder_settings
     from supertiny.inference import answer_grammars
     from supertiny.latency import measure_served_latency
     from supertiny.prompt import prompt_text
@@ -131,7 +131,7 @@ def served_latency_rounds(models: dict[str, Any], requests: list[dict], context:
         tokenizer = bundle.tokenizer
         timed = requests[:prompts_count]
         prepared[name] = (
-            build_decoder(bundle.model, tokenizer, tools_mode, **fast_path_settings(evaluation)),
+            build_decoder(bundle.model, tokenizer, tools_mode, **decoder_settings(evaluation)),
             [prompt_text(request, tokenizer, tools_mode) for request in timed],
             answer_grammars(bundle.model, tokenizer, timed, evaluation.get("max_calls")),
         )

@@ -17,6 +17,13 @@ few model steps as it can:
 - **A shared prompt prefix** (the chat template's system part, the instruction) is run once and
   its KV cache copied for every request (``prefix_ids``).
 
+**The no-call threshold** (``evaluation.no_call_threshold``): a student trained on few no-call
+answers gives ``[]`` a real but minority probability where no call applies, and greedy decoding
+never writes it. With a threshold, the answer is ``[]`` once the probability of closing the list
+right after its ``[`` reaches it (a decision threshold on the one choice between calling and not,
+chosen on validation requests by ``benchmarks/no_call_threshold.py``). Each answer records that
+probability (``Decoded.no_call_probability``).
+
 Unconstrained, it is plain greedy decoding to end-of-sequence. Outputs are the same calls as
 greedy decoding under the same grammar; jump-forward changes only how the forced text is
 tokenized, which ``benchmarks/decode_paths.py`` measures in exact match.
@@ -55,6 +62,8 @@ class Decoded:
     # The log-probability of each token the model chose where the grammar left it a choice
     # (a forced token is certain), over the tokens the grammar allowed; the stop token included.
     choice_logprobs: list[float] = field(default_factory=list)
+    # The probability of ``[]`` where the answer chose between calling and not (None: it never did).
+    no_call_probability: float | None = None
 
     def confidence(self, signal: str = "min") -> float:
         """How sure the model was of this answer, in [0, 1]: ``min``, the probability of its
@@ -78,10 +87,17 @@ class Decoder:
     already use the cores).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, jump_forward: bool = True, prefix_ids: list[int] | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, jump_forward: bool = True, prefix_ids: list[int] | None = None,
+        no_call_threshold: float | None = None,
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.jump_forward = jump_forward
+        self.no_call_threshold = no_call_threshold
+        # "[]" as this tokenizer writes it: the answer so far before its last token, and that token.
+        no_call_ids = tokenizer("[]", add_special_tokens=False)["input_ids"]
+        self._no_call_prefix, self._no_call_token = no_call_ids[:-1], no_call_ids[-1]
         self.stop_ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         self._device = getattr(model, "device", torch.device("cpu"))
         self._vocab_size = model.config.vocab_size
@@ -109,6 +125,7 @@ class Decoder:
         answer: list[int] = []
         token_times: list[float] = []
         choice_logprobs: list[float] = []
+        no_call_probability = None
         forward_calls = forced_tokens = 0
         prefill_s = 0.0
         finished = False
@@ -120,6 +137,10 @@ class Decoder:
                 xgrammar.apply_token_bitmask_inplace(logits, self._bitmask.to(logits.device))
             token = int(torch.argmax(logits))
             logprobs = torch.log_softmax(logits[0], dim=-1)  # masked tokens are -inf: over the allowed ones
+            if no_call_probability is None and answer == self._no_call_prefix:
+                no_call_probability = float(logprobs[self._no_call_token].exp())
+                if self.no_call_threshold is not None and no_call_probability >= self.no_call_threshold:
+                    token = self._no_call_token
             if logprobs[token] < 0:  # a choice, not the only token allowed
                 choice_logprobs.append(float(logprobs[token]))
             if forward_calls == 1:
@@ -153,6 +174,7 @@ class Decoder:
             finished=finished,
             token_times=token_times,
             choice_logprobs=choice_logprobs,
+            no_call_probability=no_call_probability,
         )
 
     def _start(self, prompt_ids: list[int]) -> tuple[DynamicCache, list[int]]:
@@ -220,8 +242,10 @@ class Decoder:
         return set(torch.isfinite(allowed[0]).nonzero().flatten().tolist()) <= self.stop_ids
 
 
-def fast_path_settings(evaluation: dict[str, Any]) -> dict[str, bool]:
-    """``evaluation.fast_path`` (``jump_forward``, ``prefix_cache``), checked; both on by default."""
+def decoder_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """How the served decoder is built (``build_decoder``'s keywords), checked:
+    ``evaluation.fast_path`` (``jump_forward``, ``prefix_cache``; both on by default) and
+    ``evaluation.no_call_threshold`` (a probability in (0, 1), or null: greedy)."""
     settings = evaluation.get("fast_path") or {}
     unknown = set(settings) - {"jump_forward", "prefix_cache"}
     if unknown:
@@ -232,10 +256,17 @@ def fast_path_settings(evaluation: dict[str, Any]) -> dict[str, bool]:
         if not isinstance(value, bool):
             raise ConfigError(f"evaluation.fast_path.{key} must be true or false; got {value!r}")
         checked[key] = value
+    threshold = evaluation.get("no_call_threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1):
+        raise ConfigError(f"evaluation.no_call_threshold must be a probability in (0, 1), or null (greedy); got {threshold!r}")
+    checked["no_call_threshold"] = None if threshold is None else float(threshold)
     return checked
 
 
-def build_decoder(model: Any, tokenizer: Any, tools_mode: str, *, jump_forward: bool = True, prefix_cache: bool = True) -> Decoder:
+def build_decoder(
+    model: Any, tokenizer: Any, tools_mode: str, *, jump_forward: bool = True, prefix_cache: bool = True,
+    no_call_threshold: float | None = None,
+) -> Decoder:
     """The fast-path decoder of a model trained on ``tools_mode`` prompts, as served and timed."""
     prefix = shared_prefix_ids(tokenizer, tools_mode) if prefix_cache else None
-    return Decoder(model, tokenizer, jump_forward=jump_forward, prefix_ids=prefix)
+    return Decoder(model, tokenizer, jump_forward=jump_forward, prefix_ids=prefix, no_call_threshold=no_call_threshold)

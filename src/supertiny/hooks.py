@@ -19,6 +19,7 @@ from supertiny.errors import SupertinyError
 from supertiny.pipelines.data.nodes import check_params as check_data
 from supertiny.pipelines.filtering.nodes import check_params as check_filtering
 from supertiny.pipelines.evaluation.cascade import fallback_settings
+from supertiny.pipelines.evaluation.nodes import check_params as check_evaluation
 from supertiny.teacher.config import check_params as check_teacher
 from supertiny.runtime import (
     Device,
@@ -37,6 +38,7 @@ PARAMETER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "teacher": check_teacher,
     "filtering": check_filtering,
     "compression": check_compression,
+    "evaluation": check_evaluation,
     "serving": fallback_settings,
 }
 # Sections whose check also needs the device that runtime.device resolves to.

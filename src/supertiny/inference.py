@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from supertiny.calls import answer_schema, exact_match, parse_calls, similarity, validate_calls
 from supertiny.calls.parse import CALL_SEPARATORS
 from supertiny.datasets import ModelBundle, ModelDirectory
-from supertiny.decoding import CONFIDENCE_SIGNALS, build_decoder
+from supertiny.decoding import Decoded, build_decoder
 from supertiny.prompt import end_of_turn, prompt_text
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,12 @@ def answer_grammars(
 class GeneratedAnswers:
     """Each request's answer text, in request order, and the requests answered without their
     grammar although constrained decoding was asked for (request id -> why). On the served path
-    also each answer's confidence per signal (``decoding.CONFIDENCE_SIGNALS``: signal -> one
-    value per request) and its time in ms, prompt in to answer out; batched answers have neither."""
+    also each answer as the decoder wrote it (``decoding.Decoded``: its confidence, time, no-call
+    probability); batched answers have none."""
 
     texts: list[str]
     unconstrained: dict[str, str]
-    confidences: dict[str, list[float]] | None = None
-    answer_ms: list[float] | None = None
+    decoded: list[Decoded] | None = None
 
 
 def generate_answers(
@@ -150,9 +149,7 @@ def generate_answers(
         decoder = build_decoder(model, tokenizer, tools_mode, **fast_path)
         decoded = [decoder.generate(prompt, grammar, max_new_tokens)
                    for prompt, grammar in tqdm(list(zip(prompts, grammars)), desc="answering", unit="request")]
-        confidences = {signal: [answer.confidence(signal) for answer in decoded] for signal in CONFIDENCE_SIGNALS}
-        return GeneratedAnswers([answer.text for answer in decoded], unconstrained, confidences,
-                                [round(answer.total_s * 1000, 1) for answer in decoded])
+        return GeneratedAnswers([answer.text for answer in decoded], unconstrained, decoded)
     # A batch shares one logits processor, so requests with and without a grammar go in separate
     # batches, each of prompts of similar length.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

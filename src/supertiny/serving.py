@@ -93,6 +93,7 @@ class ServedModel:
     threads: int = 2
     jump_forward: bool = True
     prefix_cache: bool = True
+    no_call_threshold: float | None = None
     fallback: Fallback | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,16 +101,17 @@ class ServedModel:
     def from_evaluation(cls, name: str, bundle: ModelBundle, tools_mode: str, evaluation: dict[str, Any]) -> ServedModel:
         """A model answering as the evaluation measured it (``evaluation.constrained``, ``max_calls``,
         ``max_new_tokens``, ``threads``, ``fast_path``)."""
-        from supertiny.decoding import fast_path_settings
+        from supertiny.decoding import decoder_settings
         from supertiny.pipelines.evaluation.nodes import decoding_settings
 
         constrained, max_calls = decoding_settings(evaluation)
         return cls(name=name, bundle=bundle, tools_mode=tools_mode, constrained=constrained, max_calls=max_calls,
-                   max_new_tokens=evaluation["max_new_tokens"], threads=evaluation["threads"], **fast_path_settings(evaluation))
+                   max_new_tokens=evaluation["max_new_tokens"], threads=evaluation["threads"], **decoder_settings(evaluation))
 
     def __post_init__(self) -> None:
         model, tokenizer = self.bundle.model.eval(), self.bundle.tokenizer
-        self.decoder = build_decoder(model, tokenizer, self.tools_mode, jump_forward=self.jump_forward, prefix_cache=self.prefix_cache)
+        self.decoder = build_decoder(model, tokenizer, self.tools_mode, jump_forward=self.jump_forward, prefix_cache=self.prefix_cache,
+                                     no_call_threshold=self.no_call_threshold)
         self.grammars = AnswerGrammars(tokenizer, model.config.vocab_size, self.max_calls)
         self.context_length = getattr(model.config, "max_position_embeddings", None)
         self.answered = 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from supertiny.calls import format_calls, parse_calls, validate_calls
-from supertiny.decoding import Decoder, build_decoder, fast_path_settings
+from supertiny.decoding import Decoder, build_decoder, decoder_settings
 from supertiny.errors import ConfigError
 from supertiny.inference import AnswerGrammars
 from supertiny.latency import measure_served_latency
@@ -90,10 +90,31 @@ def test_served_latency_counts_every_answer_and_its_steps(tiny_model, requests_)
     assert result.forward_calls_per_answer is not None and result.forward_calls_per_answer >= 1
 
 
-def test_fast_path_settings_are_checked():
-    assert fast_path_settings({}) == {"jump_forward": True, "prefix_cache": True}
-    assert fast_path_settings({"fast_path": {"jump_forward": False}}) == {"jump_forward": False, "prefix_cache": True}
+def test_the_no_call_threshold_answers_no_call_once_its_probability_reaches_it(tiny_model, tool_catalog):
+    model, tokenizer = tiny_model.model, tiny_model.tokenizer
+    grammars = AnswerGrammars(tokenizer, model.config.vocab_size, max_calls=2)
+    requests = [{"id": f"n{n}", "messages": [{"role": "user", "content": text}], "tools": [tool_catalog[0], LOCK]}
+                for n, text in enumerate(["lock the front door", "kitchen lights", "what time is it"])]
+    greedy = Decoder(model, tokenizer)
+    for request in requests:
+        prompt, grammar = prompt_text(request, tokenizer, "names"), grammars.compile(request["tools"])
+        plain = greedy.generate(prompt, grammar)
+        probability = plain.no_call_probability
+        assert probability is not None and 0 < probability < 1, request["id"]
+        # At or below its no-call probability the answer is [], above it the greedy answer stands.
+        assert Decoder(model, tokenizer, no_call_threshold=probability).generate(prompt, grammar).text == "[]"
+        above = Decoder(model, tokenizer, no_call_threshold=min(probability * 1.01, 0.999)).generate(prompt, grammar)
+        assert above.text == plain.text
+
+
+def test_decoder_settings_are_checked():
+    assert decoder_settings({}) == {"jump_forward": True, "prefix_cache": True, "no_call_threshold": None}
+    assert decoder_settings({"fast_path": {"jump_forward": False}, "no_call_threshold": 0.2}) == {
+        "jump_forward": False, "prefix_cache": True, "no_call_threshold": 0.2}
+    for bad in (0, 1, 1.5, True, "0.2"):
+        with pytest.raises(ConfigError, match="evaluation.no_call_threshold must be a probability in"):
+            decoder_settings({"no_call_threshold": bad})
     with pytest.raises(ConfigError, match="evaluation.fast_path.prefix_cache"):
-        fast_path_settings({"fast_path": {"prefix_cache": "yes"}})
+        decoder_settings({"fast_path": {"prefix_cache": "yes"}})
     with pytest.raises(ConfigError, match="jump_froward"):
-        fast_path_settings({"fast_path": {"jump_froward": True}})
+        decoder_settings({"fast_path": {"jump_froward": True}})

@@ -141,3 +141,17 @@ def test_a_threshold_outside_its_range_stops_the_run_before_any_node():
     catalog = DataCatalog({"params:serving": MemoryDataset({"fallback": {"threshold": 2}})})
     with pytest.raises(ConfigError, match=r"serving.fallback.threshold must be 'auto' or a number in \[0, 1\]; got 2"):
         hooks.ParameterChecks().before_pipeline_run({}, uses_serving, catalog)
+
+
+def test_a_bad_no_call_threshold_stops_the_run_before_any_node():
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import node, pipeline
+
+    from supertiny import hooks
+
+    uses_evaluation = pipeline([node(lambda settings: settings, "params:evaluation", "out", name="n")])
+    for settings, message in (({"no_call_threshold": 1.2}, "no_call_threshold must be a probability"),
+                              ({"no_call_threshold": 0.2, "answers": "batched"}, "no_call_threshold applies to served answers")):
+        catalog = DataCatalog({"params:evaluation": MemoryDataset(settings)})
+        with pytest.raises(ConfigError, match=f"evaluation.{message}"):
+            hooks.ParameterChecks().before_pipeline_run({}, uses_evaluation, catalog)

@@ -31,7 +31,7 @@ from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
-from supertiny.decoding import build_decoder, fast_path_settings
+from supertiny.decoding import CONFIDENCE_SIGNALS, build_decoder, decoder_settings
 from supertiny.latency import measure_served_latency
 from supertiny.prompt import prompt_text
 from supertiny.runtime import CPU, Device, resolve_device
@@ -119,12 +119,22 @@ def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
 
 def answer_path(params: dict[str, Any]) -> dict[str, bool] | None:
     """``evaluation.answers``: ``served`` (default) answers each request alone on the fast path, as
-    ``supertiny serve`` does (its settings, ``fast_path_settings``); ``batched``: in batches of
+    ``supertiny serve`` does (its settings, ``decoder_settings``); ``batched``: in batches of
     ``batch_size`` through ``generate`` (same calls as the fast path without jump-forward)."""
     answers = params.get("answers", "served")
     if answers not in ("served", "batched"):
         raise ConfigError(f"evaluation.answers must be 'served' or 'batched'; got {answers!r}")
-    return fast_path_settings(params) if answers == "served" else None
+    settings = decoder_settings(params)
+    if answers == "batched" and settings["no_call_threshold"] is not None:
+        raise ConfigError("evaluation.no_call_threshold applies to served answers: set evaluation.answers: served, "
+                          "or no_call_threshold: null")
+    return settings if answers == "served" else None
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """The ``evaluation`` settings a node reads, checked before any node runs."""
+    decoding_settings(params)
+    answer_path(params)
 
 
 def evaluation_device(model_dir: ModelDirectory, runtime: dict[str, Any]) -> Device:
@@ -164,7 +174,7 @@ def evaluate_local_model(
     # Batch-1 latency as served: the fast path (supertiny serve's), each answer to its end,
     # under its grammar when constrained; the teacher's latency is its whole answers too.
     latency_requests = requests[: params["latency"]["prompts"]]
-    decoder = build_decoder(model, tokenizer, tools_mode, **fast_path_settings(params))
+    decoder = build_decoder(model, tokenizer, tools_mode, **decoder_settings(params))
     latency = measure_served_latency(
         decoder,
         [prompt_text(request, tokenizer, tools_mode) for request in latency_requests],
@@ -197,12 +207,14 @@ def evaluate_local_model(
 
 
 def with_answer_details(predictions: list[dict], answers: GeneratedAnswers) -> list[dict]:
-    """Served answers' confidence (``confidence_<signal>``) and time (``answer_ms``) on their predictions."""
-    if answers.confidences is None:
+    """Served answers' confidence (``confidence_<signal>``), time (``answer_ms``) and no-call
+    probability on their predictions."""
+    if answers.decoded is None:
         return predictions
     return [
-        {**prediction, **{f"confidence_{signal}": values[i] for signal, values in answers.confidences.items()}, "answer_ms": answers.answer_ms[i]}
-        for i, prediction in enumerate(predictions)
+        {**prediction, **{f"confidence_{signal}": decoded.confidence(signal) for signal in CONFIDENCE_SIGNALS},
+         "answer_ms": round(decoded.total_s * 1000, 1), "no_call_probability": decoded.no_call_probability}
+        for prediction, decoded in zip(predictions, answers.decoded, strict=True)
     ]
 
 
@@ -220,7 +232,7 @@ def local_predictions(
     torch.set_num_threads(params["threads"])
     try:
         answers = generate_answers(model, bundle.tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
-                                   constrained=constrained, max_calls=max_calls, fast_path=fast_path_settings(params))
+                                   constrained=constrained, max_calls=max_calls, fast_path=decoder_settings(params))
     finally:
         torch.set_num_threads(previous_threads)
     predictions, _ = score_requests(requests, answers.texts)
