@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import sys
@@ -37,14 +36,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "benchmarks"))
 
+from _common import load_context, write_result  # noqa: E402
 
-def load_context(project: Path, env: str | None) -> Any:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project)
-    return KedroSession.create(project_path=project, env=env).load_context()
 
 
 KEEP_FLOAT = {"down": ["mlp\\.down_proj$"], "-": []}
@@ -202,10 +197,7 @@ def main() -> None:
     table = markdown(rows)
     print(f"\n{len(requests)} test requests, served path, latency: best of {args.rounds} rounds of "
           f"{params['evaluation']['latency']['prompts']} prompts\n\n{table}")
-    out = args.project / context.config_loader["globals"]["output_root"] / "08_reporting" / "final_model.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "requests": len(requests), "rows": rows}, indent=2) + "\n")
-    print(f"\nWritten to {out}")
+    write_result(context, args.project, "final_model", {"requests": len(requests), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Needs ``kedro run`` first (the models and val_requests). Writes a Markdown table
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,15 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "benchmarks"))
+
+from _common import load_context, write_result  # noqa: E402
 THRESHOLDS = [None, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4]
 
-
-def load_context(project: Path, env: str | None) -> Any:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project)
-    return KedroSession.create(project_path=project, env=env).load_context()
 
 
 def sweep(requests: list[dict], predictions: list[dict], thresholds: list[float | None]) -> list[dict[str, Any]]:
@@ -98,10 +93,7 @@ def main() -> None:
             threshold = "greedy" if row["threshold"] is None else f"{row['threshold']:.2f}"
             print(f"| {name} | {threshold} | {row['exact_match']:.3f} [{row['exact_match_low']:.2f}, {row['exact_match_high']:.2f}] | "
                   f"{row['no_call_accuracy']} | {row['call_exact_match']} | {row['answered_no_call']:.2f} |")
-    out = args.project / context.config_loader["globals"]["output_root"] / "08_reporting" / "no_call_threshold.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "requests": len(requests), "models": results}, indent=2) + "\n")
-    print(f"\nWritten to {out}")
+    write_result(context, args.project, "no_call_threshold", {"requests": len(requests), "models": results})
 
 
 if __name__ == "__main__":

@@ -42,14 +42,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "benchmarks"))
 
+from _common import load_context  # noqa: E402
 
-def load_context(project: Path, env: str | None) -> Any:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project)
-    return KedroSession.create(project_path=project, env=env).load_context()
 
 
 def teacher_accuracy(requests: list[dict], context: Any) -> dict[str, Any]:

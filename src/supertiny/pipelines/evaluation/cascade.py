@@ -111,12 +111,12 @@ def cascade_curve(
     kept = [*teacher_val_predictions, *final_val_predictions]
     settings = fallback_settings(serving)
     signals = CONFIDENCE_SIGNALS if settings["signal"] == AUTO else (settings["signal"],)
-    if _paired(final_val_predictions, teacher_val_predictions, signals[0]).empty:
+    pairs_by_signal = {signal: _paired(final_val_predictions, teacher_val_predictions, signal) for signal in signals}
+    if pairs_by_signal[signals[0]].empty:
         log.warning("Cascade not measured: no labelled validation request was answered by both the final model and the teacher")
         return pd.DataFrame(columns=["signal", *_POINT_COLUMNS]), {"signal": None, "threshold": None, "reason": "no labelled validation requests"}, kept
     curves, areas = [], {}
-    for signal in signals:
-        pairs = _paired(final_val_predictions, teacher_val_predictions, signal)
+    for signal, pairs in pairs_by_signal.items():
         points = _curve(pairs, final_row, teacher_row)
         # The area under exact match against share: higher when the answers sent first are the wrong ones.
         shares, exacts = [p["share_to_teacher"] for p in points], [p["exact_match"] for p in points]
@@ -125,7 +125,7 @@ def cascade_curve(
     curve = pd.DataFrame(curves)
     signal = max(areas, key=areas.get)
     chosen_points = curve[curve["signal"] == signal]
-    pairs = _paired(final_val_predictions, teacher_val_predictions, signal)
+    pairs = pairs_by_signal[signal]
     teacher_exact, final_exact = float(pairs["teacher_exact"].mean()), float(pairs["final_exact"].mean())
     if settings["threshold"] == AUTO:
         # Cost grows with the share sent to the teacher: the cheapest good point sends the fewest.
