@@ -77,8 +77,10 @@ def test_the_test_row_sends_below_the_threshold_to_the_teacher(make_request):
     final = [{**_final(r["id"], False, confidence, confidence), "text": '[{"name": "start_timer", "arguments": {"minutes": 5}}]'}
              for r, confidence in zip(requests, (0.2, 0.9, 0.9, 0.1))]
     teacher = [{**_teacher(r["id"], True), "text": '[{"name": "set_lights", "arguments": {"room": "kitchen", "on": true}}]'} for r in requests]
-    row, predictions = evaluate_cascade(requests, final, teacher, FINAL_ROW, TEACHER_ROW, {"signal": "min", "threshold": 0.5})
+    final_row = {**FINAL_ROW, "unconstrained_fallbacks": 1, "constrained": True}
+    row, predictions = evaluate_cascade(requests, final, teacher, final_row, TEACHER_ROW, {"signal": "min", "threshold": 0.5})
     assert row["stage"] == "cascade" and row["share_to_teacher"] == 0.5 and row["exact_match"] == 0.5
+    assert row["constrained"] is True and row["unconstrained_fallbacks"] == 1  # the final model's answers, all of them first
     assert [p["answered_by"] for p in predictions] == ["teacher", "final", "final", "teacher"]
     assert row["cost_per_1k_requests"] == pytest.approx(0.01 + 0.5 * 0.1)
     assert row["p50_ms"] == pytest.approx(600.0)

@@ -92,8 +92,9 @@ def test_constrained_a_random_model_answers_valid_calls(tmp_path, tiny_model, re
 
 
 def test_answer_path_is_the_served_fast_path_unless_batched():
-    assert answer_path({}) == {"jump_forward": True, "prefix_cache": True}
-    assert answer_path({"answers": "served", "fast_path": {"jump_forward": False}}) == {"jump_forward": False, "prefix_cache": True}
+    assert answer_path({}) == {"jump_forward": True, "prefix_cache": True, "no_call_threshold": None}
+    assert answer_path({"answers": "served", "fast_path": {"jump_forward": False}, "no_call_threshold": 0.2}) == {
+        "jump_forward": False, "prefix_cache": True, "no_call_threshold": 0.2}
     assert answer_path({"answers": "batched"}) is None
     with pytest.raises(ConfigError, match="evaluation.answers"):
         answer_path({"answers": "fast"})

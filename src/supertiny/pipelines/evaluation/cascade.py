@@ -180,6 +180,8 @@ def evaluate_cascade(
         "device": final_row.get("device"),
         "tools_mode": final_row.get("tools_mode"),
         "constrained": final_row.get("constrained"),
+        # The final model answered every request before any went on to the teacher.
+        "unconstrained_fallbacks": final_row.get("unconstrained_fallbacks"),
         "params": final_row.get("params"),
         "size_mb": final_row.get("size_mb"),
         **metrics,

@@ -117,7 +117,7 @@ def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
     return constrained, max_calls
 
 
-def answer_path(params: dict[str, Any]) -> dict[str, bool] | None:
+def answer_path(params: dict[str, Any]) -> dict[str, Any] | None:
     """``evaluation.answers``: ``served`` (default) answers each request alone on the fast path, as
     ``supertiny serve`` does (its settings, ``decoder_settings``); ``batched``: in batches of
     ``batch_size`` through ``generate`` (same calls as the fast path without jump-forward)."""
