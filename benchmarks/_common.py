@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 
-def load_context(project: Path, env: str | None) -> Any:
-    """This project's Kedro context (catalog and parameters) for ``env``."""
+def load_context(project: Path, env: str | None, conf_source: str | None = None) -> Any:
+    """This project's Kedro context (catalog and parameters) for ``env`` (of ``conf_source``,
+    by default the project's conf/)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project)
-    return KedroSession.create(project_path=project, env=env).load_context()
+    return KedroSession.create(project_path=project, env=env, conf_source=conf_source).load_context()
 
 
 def write_result(context: Any, project: Path, name: str, payload: dict[str, Any]) -> Path:

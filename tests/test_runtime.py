@@ -16,7 +16,7 @@ from supertiny import hooks
 from supertiny.compression.training import _config as compression_config
 from supertiny.errors import ConfigError
 from supertiny.pipelines.student.pipeline import create_pipeline as student_pipeline
-from supertiny.runtime import CPU, Device, resolve_device
+from supertiny.runtime import CPU, Device, resolve_device, torch_threads
 from supertiny.training.settings import check_params, trainer_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -142,3 +142,11 @@ def test_the_gpu_environment_passes_the_checks_on_a_bf16_gpu_and_names_bf16_on_a
     check_compression(params["compression"])
     with pytest.raises(ConfigError, match="student.sft.args.bf16"):
         check_params(params["student"], V100)
+
+
+def test_torch_threads_sets_them_inside_the_block_and_puts_them_back_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

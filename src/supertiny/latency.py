@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from supertiny.runtime import torch_threads
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -90,9 +92,7 @@ def measure_latency(
     if logits_processors is not None and not to_end:
         raise ValueError("a grammar ends an answer where it is complete: time constrained answers with to_end=True")
     processors = logits_processors or (lambda index: [])
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         model.eval()
         encoded = [tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device) for text in prompts]
         for index, inputs in enumerate(encoded[:warmup]):
@@ -107,8 +107,6 @@ def measure_latency(
             prefills.append(clock.times[0] - start)
             decode_times.append(clock.times[-1] - clock.times[0])
             generated.append(len(clock.times))
-    finally:
-        torch.set_num_threads(previous_threads)
     totals_ms = np.array(totals) * 1000
     decoded = sum(generated) - len(generated)  # every token after each answer's first
     return Latency(

@@ -135,3 +135,16 @@ def shared_workdir(prefix: str) -> Iterator[str]:
         wait_for_everyone()  # nobody reads it any more
         if is_main_process():
             shutil.rmtree(shared[0], ignore_errors=True)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block, and put back after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -25,6 +25,7 @@ DEFAULT_TEACHER_PYTHON = str(Path(__file__).resolve().parents[3] / ".venv-teache
 STRATEGIES = ("native", "prompted", "decomposed")
 ENGINES = ("vllm", "transformers")
 STRUCTURED_MODES = ("auto", "on", "off")
+SELECTIONS = ("random", "least_confident")
 # An environment variable's name; anything else in teacher.api_key_env is likely the key itself.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +48,16 @@ class LocalServerConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """How ``teacher.select: least_confident`` ranks the train requests (``teacher.selection``)."""
+
+    model_dir: str | None  # an earlier round's model, answering as the evaluation does
+    signal: str  # decoding.CONFIDENCE_SIGNALS
+    pool: int | None  # requests it answers to rank them (a seeded random subset; None: all)
+    labelled: str | None  # an earlier round's teacher_selection: its chosen requests are kept
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     """Validated ``teacher`` parameters; see parameters_teacher.yml for what each one means."""
 
@@ -66,6 +77,8 @@ class TeacherConfig:
     few_shot: int
     max_requests: int | None
     val_max_requests: int | None
+    select: str
+    selection: SelectionConfig
     seed: int
     cache_dir: str
     prices: dict[str, dict[str, float]]
@@ -96,6 +109,7 @@ class TeacherConfig:
         p = dict(params or {})
         _check_known(p, _SETTINGS, "teacher.")
         _check_known(dict(p.get("local_server") or {}), _LOCAL_SETTINGS, "teacher.local_server.")
+        _check_known(dict(p.get("selection") or {}), _SELECTION_SETTINGS, "teacher.selection.")
         strategy = p.get("strategy", "decomposed")
         if strategy not in STRATEGIES:
             raise ConfigError(f"teacher.strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
@@ -126,6 +140,9 @@ class TeacherConfig:
                 raise ConfigError(f"teacher.prices.{name} must be {{prompt: USD per 1M tokens, completion: USD per 1M tokens}}; got {price!r}")
             prices[str(name)] = {"prompt": _number(price, "prompt", f"prices.{name}.", 0.0), "completion": _number(price, "completion", f"prices.{name}.", 0.0)}
         max_cost_usd = None if p.get("max_cost_usd") is None else _number(p, "max_cost_usd", "", 0.0, positive=True)
+        max_requests = _optional_integer(p, "max_requests")
+        select = p.get("select", "random")
+        selection = _selection(select, dict(p.get("selection") or {}), max_requests)
         config = cls(
             base_url=base_url.rstrip("/") if base_url else None,
             model=model,
@@ -141,8 +158,10 @@ class TeacherConfig:
             max_retries=_integer(p, "max_retries", 4, minimum=0),
             seed_examples=_integer(p, "seed_examples", 64, minimum=0),
             few_shot=_integer(p, "few_shot", 3, minimum=0),
-            max_requests=_optional_integer(p, "max_requests"),
+            max_requests=max_requests,
             val_max_requests=_optional_integer(p, "val_max_requests"),
+            select=select,
+            selection=selection,
             seed=_integer(p, "seed", 0),
             cache_dir=str(p.get("cache_dir") or "data/02_intermediate/teacher_cache"),
             prices=prices,
@@ -187,6 +206,31 @@ def check_params(params: dict[str, Any]) -> None:
 # Every setting there is: a misspelt one would otherwise be ignored without a word.
 _SETTINGS = {f.name for f in fields(TeacherConfig)}
 _LOCAL_SETTINGS = {f.name for f in fields(LocalServerConfig)}
+_SELECTION_SETTINGS = {f.name for f in fields(SelectionConfig)}
+
+
+def _selection(select: Any, selection: dict[str, Any], max_requests: int | None) -> SelectionConfig:
+    from supertiny.decoding import CONFIDENCE_SIGNALS
+
+    if select not in SELECTIONS:
+        raise ConfigError(f"teacher.select must be one of {', '.join(SELECTIONS)}; got {select!r}")
+    signal = selection.get("signal", "min")
+    if signal not in CONFIDENCE_SIGNALS:
+        raise ConfigError(f"teacher.selection.signal must be one of {', '.join(CONFIDENCE_SIGNALS)}; got {signal!r}")
+    config = SelectionConfig(model_dir=selection.get("model_dir") or None, signal=signal,
+                             pool=_optional_integer(selection, "pool", prefix="selection."), labelled=selection.get("labelled") or None)
+    if config.labelled is not None and not Path(config.labelled).is_file():
+        raise ConfigError(f"teacher.selection.labelled: {config.labelled} does not exist (an earlier run's teacher_selection.jsonl)")
+    if select == "least_confident":
+        if max_requests is None:
+            raise ConfigError("teacher.select: least_confident chooses teacher.max_requests requests: set a budget, "
+                              "or select: random (null labels every request)")
+        if config.model_dir is None:
+            raise ConfigError("teacher.select: least_confident needs teacher.selection.model_dir: an earlier round's model "
+                              "directory, e.g. a copy of data/06_models/quantized_model")
+        if not (Path(config.model_dir) / "config.json").is_file():
+            raise ConfigError(f"teacher.selection.model_dir: {config.model_dir} is not a saved model directory (no config.json)")
+    return config
 
 
 def _check_known(p: dict, known: set[str], prefix: str) -> None:
@@ -218,8 +262,8 @@ def _integer(p: dict, key: str, default: int, minimum: int | None = None, prefix
     return value
 
 
-def _optional_integer(p: dict, key: str) -> int | None:
-    return None if p.get(key) is None else _integer(p, key, 0, minimum=0)
+def _optional_integer(p: dict, key: str, prefix: str = "") -> int | None:
+    return None if p.get(key) is None else _integer(p, key, 0, minimum=0, prefix=prefix)
 
 
 def _number(p: dict, key: str, prefix: str, default: float, positive: bool = False) -> float:

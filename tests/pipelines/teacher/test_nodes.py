@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from supertiny.datasets import ModelDirectory
+from supertiny.datasets import JSONLinesDataset, ModelDataset, ModelDirectory
+from supertiny.errors import ConfigError
+from supertiny.inference import sample_requests
 from supertiny.pipelines.teacher import create_pipeline
-from supertiny.pipelines.teacher.nodes import label_with_teacher, select_seed_examples
+from supertiny.pipelines.teacher.nodes import label_with_teacher, select_seed_examples, select_teacher_requests
+from supertiny.teacher import TeacherConfig
 
 import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
 
@@ -62,7 +65,67 @@ def test_label_with_teacher_caps_requests_and_writes_design_records(train, tmp_p
         assert key in usage
 
 
+# Served answers under the grammar, a few tokens each (the evaluation's settings).
+EVALUATION = {"max_new_tokens": 8, "constrained": True, "max_calls": 1, "batch_size": 2, "threads": 1}
+
+
+def test_random_selection_is_the_seeded_budget_in_order(train):
+    chosen, record = select_teacher_requests(train, {"max_requests": 7, "seed": 3}, "names", EVALUATION, {"device": "cpu"})
+    assert chosen == sample_requests(train, 7, 3)
+    assert [row["request_id"] for row in record] == [r["id"] for r in train]
+    assert sum(row["selected"] for row in record) == 7 and all(row["confidence"] is None for row in record)
+
+
+def test_least_confident_selection_labels_what_an_earlier_model_is_least_sure_of(train, tiny_model, tmp_path):
+    ModelDataset(filepath=str(tmp_path / "round_1")).save(tiny_model)
+    teacher = {"max_requests": 6, "seed": 0, "select": "least_confident",
+               "selection": {"model_dir": str(tmp_path / "round_1"), "signal": "mean", "pool": 12}}
+    chosen, record = select_teacher_requests(train, teacher, "names", EVALUATION, {"device": "cpu"})
+    scored = [row for row in record if row["confidence"] is not None]
+    assert [row["request_id"] for row in scored] == [r["id"] for r in sample_requests(train, 12, 0)]  # the pool alone is answered
+    assert len(chosen) == 6 and [r["id"] for r in chosen] == [row["request_id"] for row in record if row["selected"]]  # in order
+    picked = [row["confidence"] for row in scored if row["selected"]]
+    passed = [row["confidence"] for row in scored if not row["selected"]]
+    assert all(0.0 <= c <= 1.0 for c in picked + passed) and max(picked) <= min(passed)
+    assert len(set(picked + passed)) > 1  # a random model is not equally sure of every request
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"select": "uncertain"}, "teacher.select must be one of random, least_confident"),
+        ({"select": "least_confident"}, "needs teacher.selection.model_dir"),
+        ({"select": "least_confident", "max_requests": None, "selection": {"model_dir": "x"}}, "set a budget"),
+        ({"select": "least_confident", "selection": {"model_dir": "no/such/model"}}, "no/such/model is not a saved model directory"),
+        ({"selection": {"signal": "max"}}, "teacher.selection.signal must be one of min, mean"),
+        ({"selection": {"pol": 10}}, "teacher.selection.pol"),
+        ({"selection": {"labelled": "no/such/selection.jsonl"}}, "no/such/selection.jsonl does not exist"),
+    ],
+)
+def test_selection_settings_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TeacherConfig.from_params({"max_requests": 10, **settings})
+
+
+def test_an_earlier_rounds_requests_are_kept_and_the_budget_goes_to_the_rest(train, tmp_path):
+    first, record = select_teacher_requests(train, {"max_requests": 5, "seed": 0}, "names", EVALUATION, {"device": "cpu"})
+    JSONLinesDataset(filepath=str(tmp_path / "round_1.jsonl")).save(record)
+    teacher = {"max_requests": 12, "seed": 0, "selection": {"labelled": str(tmp_path / "round_1.jsonl")}}
+    second, _ = select_teacher_requests(train, teacher, "names", EVALUATION, {"device": "cpu"})
+    assert len(second) == 12 and {r["id"] for r in first} <= {r["id"] for r in second}
+    with pytest.raises(ConfigError, match=r"teacher.max_requests \(4\) is below the 5 requests of teacher.selection.labelled"):
+        select_teacher_requests(train, {**teacher, "max_requests": 4}, "names", EVALUATION, {"device": "cpu"})
+
+
+def test_a_pool_smaller_than_the_budget_is_a_config_error(train, tiny_model, tmp_path):
+    ModelDataset(filepath=str(tmp_path / "round_1")).save(tiny_model)
+    teacher = {"max_requests": 10, "select": "least_confident", "selection": {"model_dir": str(tmp_path / "round_1"), "pool": 5}}
+    with pytest.raises(ConfigError, match=r"teacher.selection.pool \(5 requests\) is smaller than the 10 requests to choose"):
+        select_teacher_requests(train, teacher, "names", EVALUATION, {"device": "cpu"})
+
+
 def test_pipeline_wires_the_catalog_names():
     pipeline = create_pipeline()
     assert {"train_requests", "val_requests", "base_model"} <= pipeline.inputs()
-    assert {"teacher_candidates", "teacher_usage", "val_teacher_candidates", "teacher_seed_examples", "teacher_requests"} <= pipeline.all_outputs()
+    assert {"teacher_candidates", "teacher_usage", "val_teacher_candidates", "teacher_seed_examples", "teacher_requests",
+            "teacher_selected_requests", "teacher_selection"} <= pipeline.all_outputs()

@@ -34,7 +34,7 @@ from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answ
 from supertiny.decoding import CONFIDENCE_SIGNALS, build_decoder, decoder_settings
 from supertiny.latency import measure_served_latency
 from supertiny.prompt import prompt_text
-from supertiny.runtime import CPU, Device, resolve_device
+from supertiny.runtime import CPU, Device, resolve_device, torch_threads
 from supertiny.teacher import TeacherConfig, label_requests
 
 log = logging.getLogger(__name__)
@@ -148,27 +148,33 @@ def evaluation_device(model_dir: ModelDirectory, runtime: dict[str, Any]) -> Dev
     return device
 
 
+def _answer_requests(
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any],
+    fast_path: dict[str, Any] | None,
+) -> tuple[Any, Any, Device, GeneratedAnswers, float]:
+    """The model loaded on ``evaluation_device`` and its answers to ``requests`` with
+    ``evaluation.threads`` (``fast_path``: see ``generate_answers``), and the seconds they took."""
+    constrained, max_calls = decoding_settings(params)
+    device = evaluation_device(model_dir, runtime)
+    bundle = model_dir.load()
+    model = bundle.model.to(device.type).eval()
+    log.info("%s answers on %s", model_dir.path.name, device.name)
+    with torch_threads(params["threads"]):
+        started = time.perf_counter()
+        answers = generate_answers(model, bundle.tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
+                                   constrained=constrained, max_calls=max_calls, fast_path=fast_path)
+        seconds = time.perf_counter() - started
+    return model, bundle.tokenizer, device, answers, seconds
+
+
 def evaluate_local_model(
     model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any], stage: str
 ) -> tuple[dict[str, Any], list[dict]]:
     """One stage's metrics row and its predictions, measured on ``evaluation_device``."""
     constrained, max_calls = decoding_settings(params)
-    device = evaluation_device(model_dir, runtime)
-    log.info("Evaluating %s (%s) on %d test requests on %s%s", stage, model_dir.path, len(requests), device.name,
-             ", constrained" if constrained else "")
-    bundle = model_dir.load()
-    model, tokenizer = bundle.model.to(device.type), bundle.tokenizer
-    model.eval()
+    log.info("Evaluating %s (%s) on %d test requests%s", stage, model_dir.path, len(requests), ", constrained" if constrained else "")
+    model, tokenizer, device, answers, answer_seconds = _answer_requests(model_dir, requests, tools_mode, params, runtime, answer_path(params))
     threads = params["threads"]
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        started = time.perf_counter()
-        answers = generate_answers(model, tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
-                                   constrained=constrained, max_calls=max_calls, fast_path=answer_path(params))
-        answer_seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(previous_threads)
     predictions, metrics = score_requests(requests, answers.texts)
     predictions = with_answer_details(predictions, answers)
     # Batch-1 latency as served: the fast path (supertiny serve's), each answer to its end,
@@ -223,18 +229,8 @@ def local_predictions(
 ) -> list[dict]:
     """A local model's scored answers on the served path, with their confidence and time: no
     latency harness, no metrics row (the cascade's validation answers)."""
-    constrained, max_calls = decoding_settings(params)
-    device = evaluation_device(model_dir, runtime)
-    bundle = model_dir.load()
-    model = bundle.model.to(device.type).eval()
     log.info("Answering %d requests with %s (%s) on the served path", len(requests), stage, model_dir.path)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(params["threads"])
-    try:
-        answers = generate_answers(model, bundle.tokenizer, requests, tools_mode, params["max_new_tokens"], params["batch_size"],
-                                   constrained=constrained, max_calls=max_calls, fast_path=decoder_settings(params))
-    finally:
-        torch.set_num_threads(previous_threads)
+    *_, answers, _ = _answer_requests(model_dir, requests, tools_mode, params, runtime, decoder_settings(params))
     predictions, _ = score_requests(requests, answers.texts)
     return [{"stage": stage, **prediction} for prediction in with_answer_details(predictions, answers)]
 

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from supertiny.pipelines.teacher.nodes import label_with_teacher, select_seed_examples
+from supertiny.pipelines.teacher.nodes import label_with_teacher, select_seed_examples, select_teacher_requests
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -15,8 +15,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="select_seed_examples",
             ),
             node(
+                select_teacher_requests,
+                ["teacher_requests", "params:teacher", "params:student.tools_mode", "params:evaluation", "params:runtime"],
+                ["teacher_selected_requests", "teacher_selection"],
+                name="select_teacher_requests",
+            ),
+            # The selected requests are at most max_requests already: labelling samples none away.
+            node(
                 label_with_teacher,
-                ["teacher_requests", "teacher_seed_examples", "base_model", "params:teacher", "params:teacher.max_requests"],
+                ["teacher_selected_requests", "teacher_seed_examples", "base_model", "params:teacher", "params:teacher.max_requests"],
                 ["teacher_candidates", "teacher_usage"],
                 name="label_with_teacher",
             ),
