@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from fake_openai import FakeOpenAI
@@ -10,6 +11,8 @@ from fake_openai import FakeOpenAI
 from supertiny.errors import ConfigError
 from supertiny.teacher import TeacherConfig, label_requests
 from supertiny.teacher import config as teacher_config
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def closed_port() -> int:
@@ -169,15 +172,20 @@ def test_more_bad_settings_name_the_key(params, message):
 
 
 def test_teacher_settings_are_checked_before_any_node_runs(tmp_path, monkeypatch):
+    from kedro.config import OmegaConfigLoader
     from kedro.io import DataCatalog, MemoryDataset
 
     from supertiny import hooks
+    from supertiny.settings import CONFIG_LOADER_ARGS
     from supertiny.pipelines.teacher.pipeline import create_pipeline
 
     monkeypatch.delenv("SUPERTINY_TEST_KEY", raising=False)
     remote = {"base_url": "https://api.example.com/v1", "model": "gpt-4o-mini", "api_key_env": "SUPERTINY_TEST_KEY",
               "cache_dir": str(tmp_path / "cache")}
-    catalog = DataCatalog(datasets={"params:teacher": MemoryDataset({"strategy": "magic"})})
+    # The project's own settings for the other sections the teacher pipeline reads.
+    project = OmegaConfigLoader(str(CONF), **CONFIG_LOADER_ARGS)["parameters"]
+    catalog = DataCatalog(datasets={f"params:{section}": MemoryDataset(project[section]) for section in ("student", "evaluation", "runtime")})
+    catalog["params:teacher"] = MemoryDataset({"strategy": "magic"})
     with pytest.raises(ConfigError, match=r"teacher.strategy must be one of"):
         hooks.ParameterChecks().before_pipeline_run({}, create_pipeline(), catalog)
     # A missing key with nothing cached: every request will need it.

@@ -34,7 +34,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, requests, make_config):
         config = make_config(server, k_samples=8, concurrency=2)  # 48 requests, about 5 s
         total = len(requests) * config.k_samples
         job = tmp_path / "job.json"
-        job.write_text(json.dumps([{**config.__dict__, "local_server": {}, "prices": {}}, requests]))
+        job.write_text(json.dumps([{**config.__dict__, "local_server": {}, "prices": {}, "selection": {}}, requests]))
         cache = ResponseCache(config.cache_dir)
         run = subprocess.Popen([sys.executable, "-c", LABEL_SCRIPT, str(job)], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
