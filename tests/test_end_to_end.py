@@ -124,3 +124,9 @@ def test_an_unknown_verifier_stops_the_run_before_any_node(kedro, project):
     output = run_broken(kedro, project, "parameters_filtering.yml", "filtering:\n  verifiers: [format, vibes]\n", "filtering")
     assert "filtering.verifiers: unknown verifier(s) ['vibes']" in output
     assert "Running node" not in output
+
+
+def test_a_misspelt_key_in_a_section_the_pipeline_does_not_read_stops_the_run_before_any_node(kedro, project):
+    output = run_broken(kedro, project, "parameters_compression.yml", "compression:\n  recovery:\n    stesp: 4\n", "data")
+    assert "compression.recovery.stesp is not a compression setting (did you mean compression.recovery.steps?)" in output
+    assert "Running node" not in output

@@ -42,9 +42,8 @@ import xgrammar
 from transformers import DynamicCache
 
 from supertiny.errors import ConfigError
+from supertiny.parameters import CONFIDENCE_SIGNALS
 from supertiny.prompt import shared_prefix_ids
-
-CONFIDENCE_SIGNALS = ("min", "mean")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from kedro.io import AbstractDataset, MemoryDataset
 
 from supertiny.compression.settings import check_params as check_compression
 from supertiny.errors import SupertinyError
+from supertiny.parameters import check_shape
 from supertiny.pipelines.data.nodes import check_params as check_data
 from supertiny.pipelines.filtering.nodes import check_params as check_filtering
 from supertiny.pipelines.evaluation.cascade import fallback_settings
@@ -50,6 +51,9 @@ DEVICE_CHECKS: dict[str, Callable[[dict[str, Any], Device], None]] = {
 class ParameterChecks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        # Every section's keys and types, whichever pipeline runs: a typo anywhere stops the run.
+        if "parameters" in catalog:
+            check_shape(catalog.load("parameters"))
         used = {name.split(".")[0].removeprefix("params:") for name in pipeline.inputs() if name.startswith("params:")}
         for section, check in PARAMETER_CHECKS.items():
             if section in used:

@@ -81,7 +81,7 @@ def test_a_server_failing_the_probe_stops_the_run(requests, make_config):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"strategy": "magic"}, r"teacher.strategy must be one of native, prompted, decomposed"),
+        ({"strategy": "magic"}, r"teacher.strategy must be one of 'native', 'prompted' or 'decomposed'; got 'magic'"),
         ({"base_url": "https://api.openai.com/v1", "model": None}, r"teacher.model is not set"),
         ({"k_samples": 0}, r"teacher.k_samples must be an integer >= 1"),
         ({"timeout_s": 0}, r"teacher.timeout_s must be a positive number"),

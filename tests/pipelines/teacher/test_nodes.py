@@ -93,11 +93,11 @@ def test_least_confident_selection_labels_what_an_earlier_model_is_least_sure_of
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"select": "uncertain"}, "teacher.select must be one of random, least_confident"),
+        ({"select": "uncertain"}, "teacher.select must be one of 'random' or 'least_confident'; got 'uncertain'"),
         ({"select": "least_confident"}, "needs teacher.selection.model_dir"),
         ({"select": "least_confident", "max_requests": None, "selection": {"model_dir": "x"}}, "set a budget"),
         ({"select": "least_confident", "selection": {"model_dir": "no/such/model"}}, "no/such/model is not a saved model directory"),
-        ({"selection": {"signal": "max"}}, "teacher.selection.signal must be one of min, mean"),
+        ({"selection": {"signal": "max"}}, "teacher.selection.signal must be one of 'min' or 'mean'; got 'max'"),
         ({"selection": {"pol": 10}}, "teacher.selection.pol"),
         ({"selection": {"labelled": "no/such/selection.jsonl"}}, "no/such/selection.jsonl does not exist"),
     ],

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supertiny.decoding import CONFIDENCE_SIGNALS
 from supertiny.errors import ConfigError
+from supertiny.parameters import CONFIDENCE_SIGNALS
 from supertiny.inference import score_requests
 
 log = logging.getLogger(__name__)
@@ -38,17 +38,14 @@ SHARES = np.round(np.linspace(0, 1, 21), 2)
 def fallback_settings(serving: dict[str, Any]) -> dict[str, Any]:
     """``serving.fallback``, checked: ``threshold`` (``auto`` or a number in [0, 1]) and ``signal``
     (``auto``, ``min`` or ``mean``)."""
+    from supertiny.parameters import check_section  # it imports this package's names
+
+    check_section("serving", serving)
     fallback = dict(serving.get("fallback") or {})
-    unknown = set(fallback) - {"threshold", "signal"}
-    if unknown:
-        raise ConfigError(f"serving.fallback has unknown settings {sorted(unknown)}; known: threshold, signal")
     threshold = fallback.get("threshold", AUTO)
     if threshold != AUTO and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1):
         raise ConfigError(f"serving.fallback.threshold must be 'auto' or a number in [0, 1]; got {threshold!r}")
-    signal = fallback.get("signal", AUTO)
-    if signal != AUTO and signal not in CONFIDENCE_SIGNALS:
-        raise ConfigError(f"serving.fallback.signal must be 'auto' or one of {CONFIDENCE_SIGNALS}; got {signal!r}")
-    return {"threshold": threshold, "signal": signal}
+    return {"threshold": threshold, "signal": fallback.get("signal", AUTO)}
 
 
 def _paired(final: list[dict], teacher: list[dict], signal: str) -> pd.DataFrame:

@@ -31,7 +31,8 @@ from supertiny.calls import format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
-from supertiny.decoding import CONFIDENCE_SIGNALS, build_decoder, decoder_settings
+from supertiny.decoding import build_decoder, decoder_settings
+from supertiny.parameters import CONFIDENCE_SIGNALS
 from supertiny.latency import measure_served_latency
 from supertiny.prompt import prompt_text
 from supertiny.runtime import CPU, Device, resolve_device, torch_threads

@@ -1,0 +1,394 @@
+"""The shape of the parameters: one pydantic model per section of ``conf/*/parameters_*.yml``.
+
+Each model lists every key its section may hold, with its type and, where a setting is one of a
+few words, those words. An unknown key (a typo) is a ConfigError naming the dotted key and the
+nearest known one, before any node runs (``supertiny.hooks``). The values themselves, and so the
+defaults, stay in the YAML: these models only check, they are not what the nodes read. Rules
+between settings (a stage order, a range that depends on the method) are the sections' own
+``check_params``. TRL's ``args:`` pass through as they are; ``training.settings`` checks them
+against TRL's own config fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from supertiny.compression.settings import CRITERIA, SPARSITY_DECAYS
+from supertiny.errors import ConfigError
+from supertiny.formats import READERS
+from supertiny.model_sources import SOURCE_KINDS
+from supertiny.pipelines.filtering.nodes import SELECTIONS as FILTER_SELECTIONS
+from supertiny.prompt import TOOLS_MODES
+from supertiny.runtime import DEVICES
+from supertiny.teacher.config import ENGINES, SELECTIONS, STRATEGIES, STRUCTURED_MODES
+
+# How sure an answer is (``decoding.Decoded.confidence``): the least, or the mean, probability of
+# the tokens the model chose where the grammar left a choice.
+CONFIDENCE_SIGNALS = ("min", "mean")
+Number = float  # strict float takes an int too (1 for 1.0), never a bool or a string
+
+
+class Section(BaseModel):
+    # strict: "3" is not 3 and true is not 1; every key present is known; a missing key is the YAML's business.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Runtime(Section):
+    device: Literal[DEVICES] | None = None
+
+
+class DataFields(Section):
+    id: str | None = None
+    messages: str | None = None
+    query: str | None = None
+    tools: str | None = None
+    reference: str | None = None
+
+
+class OpenAIExport(Section):
+    no_call_reply: str | None = None
+
+
+class DataSplit(Section):
+    group_by: str | None = None
+    stratify_by: str | None = None
+    val_fraction: Number | None = None
+    test_fraction: Number | None = None
+    seed: int | None = None
+
+
+class Data(Section):
+    format: Literal[tuple(READERS)] | None = None
+    fields: DataFields | None = None
+    default_tools: list[Any] | None = None
+    source_split: str | None = None
+    max_line_bytes: int | None = None
+    max_rejected_share: Number | None = None
+    openai_export: OpenAIExport | None = None
+    split: DataSplit | None = None
+
+
+class LocalServer(Section):
+    model_dir: str | None = None
+    engine: Literal[ENGINES] | None = None
+    python: str | None = None
+    threads: str | None = None
+    kv_cache_gib: Number | None = None
+    max_model_len: int | None = None
+    startup_timeout_s: Number | None = None
+    continuous_batching: bool | None = None
+    kv_cache_tokens: int | None = None
+    kv_page_tokens: int | None = None
+    extra_args: list[str] | None = None
+
+
+class TeacherSelection(Section):
+    model_dir: str | None = None
+    labelled: str | None = None
+    signal: Literal[CONFIDENCE_SIGNALS] | None = None
+    pool: int | None = None
+
+
+class Price(Section):
+    prompt: Number | None = None
+    completion: Number | None = None
+
+
+class Teacher(Section):
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    strategy: Literal[STRATEGIES] | None = None
+    structured_outputs: Literal[STRUCTURED_MODES] | bool | None = None  # YAML reads a bare on/off as a boolean
+    k_samples: int | None = None
+    temperature: Number | None = None
+    max_tokens: int | None = None
+    max_tokens_select: int | None = None
+    concurrency: int | None = None
+    timeout_s: Number | None = None
+    max_retries: int | None = None
+    seed_examples: int | None = None
+    few_shot: int | None = None
+    max_requests: int | None = None
+    val_max_requests: int | None = None
+    select: Literal[SELECTIONS] | None = None
+    selection: TeacherSelection | None = None
+    seed: int | None = None
+    cache_dir: str | None = None
+    prices: dict[str, Price] | None = None
+    max_cost_usd: Number | None = None
+    local_server: LocalServer | None = None
+
+
+class FilterReference(Section):
+    min_similarity: Number | None = None
+
+
+class FilterConsistency(Section):
+    min_share: Number | None = None
+
+
+class Judge(Section):
+    only_unlabelled: bool | None = None
+    max_tokens: int | None = None
+    model_dir: str | None = None
+    teacher: Teacher | None = None  # the judge's own teacher settings, over the teacher section
+
+
+class Filtering(Section):
+    verifiers: list[str] | None = None
+    reference: FilterReference | None = None
+    consistency: FilterConsistency | None = None
+    judge: Judge | None = None
+    selection: Literal[FILTER_SELECTIONS] | None = None
+    max_per_function: int | None = None
+    no_call_margin: Number | None = None
+    max_no_call_share: Number | None = None
+    fill_from_references: bool | None = None
+    seed: int | None = None
+
+
+class Lora(Section):
+    enabled: bool | None = None
+    r: int | None = None
+    alpha: Number | None = None
+    dropout: Number | None = None
+    target_modules: list[str] | str | None = None
+
+
+class SFTStage(Section):
+    early_stopping_patience: int | None = None
+    lora: Lora | None = None
+    args: dict[str, Any] | None = None
+
+
+class Reward(Section):
+    similarity: Number | None = None
+    format: Number | None = None
+
+
+class RLStage(Section):
+    reward: Reward | None = None
+    lora: Lora | None = None
+    args: dict[str, Any] | None = None
+
+
+class KDStage(Section):
+    teacher_model_dir: str | None = None
+    lora: Lora | None = None
+    args: dict[str, Any] | None = None
+
+
+class Student(Section):
+    stages: list[str] | None = None
+    tools_mode: Literal[TOOLS_MODES] | None = None
+    max_length: int | None = None
+    seed: int | None = None
+    sft: SFTStage | None = None
+    rl: RLStage | None = None
+    kd: KDStage | None = None
+
+
+class ModelSource(Section):
+    kind: Literal[SOURCE_KINDS] | None = None
+    path: str | None = None
+    package: str | None = None
+    file: str | None = None
+    hub_id: str | None = None
+
+
+class BaseModelSettings(Section):
+    source: ModelSource | None = None
+    random_init: dict[str, Any] | None = None  # transformers config values of a random tiny model
+    seed: int | None = None
+
+
+class Depth(Section):
+    drop_layers: int | None = None
+    calibration_rows: int | None = None
+
+
+class MLPPruning(Section):
+    op_names: list[str] | None = None
+    target_sparsity: Number | None = None
+    channel_multiple: int | None = None
+
+
+class Schedule(Section):
+    start_step: int | None = None
+    end_step: int | None = None
+    frequency: int | None = None
+    decay: Literal[SPARSITY_DECAYS] | None = None
+
+
+class PruningTraining(Section):
+    steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: Number | None = None
+
+
+class Pruning(Section):
+    depth: Depth | None = None
+    mlp: MLPPruning | None = None
+    criterion: Literal[CRITERIA] | None = None
+    schedule: Schedule | None = None
+    training: PruningTraining | None = None
+
+
+class Recovery(Section):
+    steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: Number | None = None
+    temperature: Number | None = None
+    kl_weight: Number | None = None
+
+
+class Quantization(Section):
+    method: str | None = None  # compression.settings names the methods that cannot run here, and why
+    bits: int | None = None
+    group_size: int | None = None
+    quantize_embedding: bool | None = None
+    keep_float: list[str] | None = None
+    smooth_alpha: Number | None = None
+    calibration_rows: int | None = None
+
+
+class Compression(Section):
+    seed: int | None = None
+    train_rows: int | None = None
+    pruning: Pruning | None = None
+    recovery: Recovery | None = None
+    quantization: Quantization | None = None
+
+
+class Latency(Section):
+    prompts: int | None = None
+    warmup: int | None = None
+
+
+class FastPath(Section):
+    jump_forward: bool | None = None
+    prefix_cache: bool | None = None
+
+
+class Report(Section):
+    confusions: int | None = None
+
+
+class Evaluation(Section):
+    max_requests: int | None = None
+    seed: int | None = None
+    unlabelled_reference: Literal["teacher"] | None = None
+    max_new_tokens: int | None = None
+    constrained: bool | None = None
+    max_calls: int | None = None
+    batch_size: int | None = None
+    threads: int | None = None
+    latency: Latency | None = None
+    fast_path: FastPath | None = None
+    answers: Literal["served", "batched"] | None = None
+    no_call_threshold: Number | None = None
+    price_per_hour_usd: Number | None = None
+    report: Report | None = None
+
+
+class Fallback(Section):
+    threshold: Number | Literal["auto"] | None = None
+    signal: Literal[("auto", *CONFIDENCE_SIGNALS)] | None = None
+
+
+class Serving(Section):
+    model: str | None = None
+    host: str | None = None
+    port: int | None = None
+    fallback: Fallback | None = None
+
+
+class Shadow(Section):
+    max_requests: int | None = None
+    served_url: str | None = None
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "runtime": Runtime,
+    "data": Data,
+    "teacher": Teacher,
+    "filtering": Filtering,
+    "base_model": BaseModelSettings,
+    "student": Student,
+    "compression": Compression,
+    "evaluation": Evaluation,
+    "serving": Serving,
+    "shadow": Shadow,
+}
+
+
+def check_shape(parameters: dict[str, Any]) -> None:
+    """Raise ConfigError for the first unknown section or key, or a value of the wrong type, in
+    ``parameters`` (the whole merged parameters, or any subset of its sections)."""
+    for section, value in parameters.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{section} is not a parameters section{_hint(section, list(SECTIONS), '')}")
+        check_section(section, value)
+
+
+def check_section(section: str, value: Any) -> None:
+    """Raise ConfigError naming the dotted setting when ``value`` does not fit ``section``'s model."""
+    model = SECTIONS[section]
+    try:
+        model.model_validate(value if value is not None else {})
+    except ValidationError as error:
+        # A misspelt key first: it also explains the key "missing" beside it.
+        errors = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(_message(section, model, errors[0])) from None
+
+
+def _message(section: str, model: type[Section], error: dict[str, Any]) -> str:
+    path, known = _setting_path(model, error["loc"])
+    setting = ".".join([section, *path])
+    if error["type"] == "extra_forbidden":
+        article = "an" if section[0] in "aeiou" else "a"
+        return f"{setting} is not {article} {section} setting{_hint(path[-1], known, '.'.join([section, *path[:-1]]) + '.')}"
+    if error["type"] == "literal_error":
+        return f"{setting} must be one of {error['ctx']['expected']}; got {error.get('input')!r}"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{setting}: {message}; got {error.get('input')!r}"
+
+
+def _setting_path(model: type[BaseModel], location: tuple) -> tuple[list[str], list[str]]:
+    """The settings along a pydantic error location (a union's member tags such as ``int`` are
+    not settings, so the walk stops at a plain value), and the keys known where it stopped."""
+    path: list[str] = []
+    current: Any = model
+    known: list[str] = []
+    for part in location:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            known = list(current.model_fields)
+            path.append(str(part))
+            if part not in current.model_fields:
+                break  # an unknown key
+            current = _container(current.model_fields[part].annotation)
+        elif typing.get_origin(current) in (dict, list):
+            path.append(str(part))
+            current = _container(typing.get_args(current)[-1])
+        else:
+            break
+    return path, known
+
+
+def _container(annotation: Any) -> Any:
+    """The model, dict or list type inside an ``X | None`` annotation; None for a plain value."""
+    for option in typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,):
+        if (isinstance(option, type) and issubclass(option, BaseModel)) or typing.get_origin(option) in (dict, list):
+            return option
+    return None
+
+
+def _hint(key: str, known: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else (f"; known: {', '.join(sorted(known))}" if known else "")
