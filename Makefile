@@ -24,7 +24,7 @@ export TOKENIZERS_PARALLELISM := false
 VIZ_HOST ?= 127.0.0.1
 VIZ_PORT ?= 4141
 
-.PHONY: setup run smoke test viz viz-install viz-check clean-outputs clean-teacher-cache
+.PHONY: setup run smoke test test-fast viz viz-install viz-check clean-outputs clean-teacher-cache
 
 setup: $(SETUP_STAMP) $(TEACHER_STAMP)
 
@@ -53,6 +53,11 @@ smoke: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The unit tests, in about a minute: no `kedro run` subprocesses (e2e), no model servers
+# (server), no loading of the real base model or training (slow). CI runs `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not e2e and not server"
 
 # The `viz` extra (kedro-viz, playwright) is installed the first time it is needed.
 viz-install: setup

@@ -17,7 +17,7 @@ an empty cache, so everything is measured, not read back.
 
     .venv/bin/python benchmarks/teacher_engines.py [--n 64] [--test-n 100]
 
-Needs `kedro run --pipelines data` and the base model (`kedro run --pipelines student --nodes prepare_base_model`).
+Needs `kedro run --pipelines data` and the base model (`kedro run --pipelines model`).
 """
 
 from __future__ import annotations

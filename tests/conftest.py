@@ -151,3 +151,11 @@ def tiny_model():
     from supertiny.model_sources import random_like, resolve_source
 
     return random_like(resolve_source(DEFAULT_SOURCE), TINY_OVERRIDES, seed=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that runs the project in a subprocess (the `kedro` fixture, a project copy) is
+    `e2e`: `make test-fast` leaves those out, with `slow` and `server`."""
+    for item in items:
+        if {"kedro", "project_copy"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)

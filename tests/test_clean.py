@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def project(tmp_path):

@@ -88,7 +88,7 @@ def test_an_unknown_dataset_type_is_named(kedro, project):
 
 
 def test_a_model_source_that_does_not_exist_is_named(kedro, project):
-    output = run_broken(kedro, project, "parameters_student.yml", "base_model:\n  source:\n    path: /models/missing.gguf\n", "student")
+    output = run_broken(kedro, project, "parameters_student.yml", "base_model:\n  source:\n    path: /models/missing.gguf\n", "model")
     assert "base_model.source: no GGUF file at /models/missing.gguf" in output
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -28,6 +30,7 @@ def _greedy(model, tokenizer, text: str = "turn on the kitchen lights", tokens: 
     return output[0, inputs["input_ids"].shape[1] :].tolist()
 
 
+@pytest.mark.slow
 def test_inc_pruning_during_fine_tuning_then_slimming_gives_a_smaller_model_that_reloads(
     fresh_tiny, distill_rows, compression_params, tmp_path
 ):

@@ -64,6 +64,7 @@ class _Payload:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.mark.e2e
 def test_each_method_round_trips_through_the_catalog_in_a_fresh_process(tiny_model, distill_rows, tmp_path):
     import copy
 

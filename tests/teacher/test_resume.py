@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from fake_openai import FakeOpenAI
 
 from supertiny.teacher import label_requests
@@ -29,6 +30,7 @@ def settle(server: FakeOpenAI, timeout_s: float = 60) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.e2e
 def test_a_killed_run_resumes_where_it_stopped(tmp_path, requests, make_config):
     with FakeOpenAI(latency_s=0.2) as server:
         config = make_config(server, k_samples=8, concurrency=2)  # 48 requests, about 5 s

@@ -14,6 +14,8 @@ import pytest
 from supertiny.datasets import ModelDataset
 from supertiny.teacher.server import LocalServer, LocalServerError
 
+pytestmark = pytest.mark.server
+
 
 def gone(pid: int) -> bool:
     try:

@@ -15,9 +15,10 @@ from supertiny.teacher import TeacherConfig, label_requests
 from supertiny.teacher.config import DEFAULT_TEACHER_PYTHON
 from supertiny.teacher.server import _SHARED, stop_shared_servers
 
-pytestmark = pytest.mark.skipif(
-    not Path(DEFAULT_TEACHER_PYTHON).exists(), reason="vLLM's environment is not built (make setup builds .venv-teacher)"
-)
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not Path(DEFAULT_TEACHER_PYTHON).exists(), reason="vLLM's environment is not built (make setup builds .venv-teacher)"),
+]
 
 # vLLM's CPU attention takes only some head sizes (64 among them), unlike the tests' usual tiny model.
 VLLM_TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,

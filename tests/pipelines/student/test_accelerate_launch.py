@@ -1,4 +1,4 @@
-"""`accelerate launch -m kedro run --pipelines student` with two processes on the CPU: data-parallel
+"""`accelerate launch -m kedro run --pipelines student` (after a plain `--pipelines model`) with two processes on the CPU: data-parallel
 training of every stage on the smoke model, with conf/accelerate/ddp.yaml as a GPU server uses it.
 
 Without a GPU that configuration starts its processes with torchrun and they train over gloo.
@@ -64,18 +64,21 @@ def project(project_copy) -> Path:
     return project_copy
 
 
-def launch(project: Path, pipelines: str) -> subprocess.CompletedProcess:
-    """`accelerate launch` of `kedro run --env smoke_launch --pipelines <pipelines>`, two processes."""
+def launch(project: Path, pipelines: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """`kedro run --env smoke_launch --pipelines <pipelines>`: with two processes an `accelerate
+    launch` of it, with one a plain run."""
     (project / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(project / "support"), "SUPERTINY_IO_LOG": str(project / "io.log"),
            "TMPDIR": str(project / "tmp"), "KEDRO_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
-    command = [ACCELERATE, "launch", "--config_file", "conf/accelerate/ddp.yaml", "--num_processes", "2",
-               "-m", "kedro", "run", "--env", ENV, "--pipelines", pipelines]
+    launcher = [ACCELERATE, "launch", "--config_file", "conf/accelerate/ddp.yaml", "--num_processes", "2", "-m"] if processes == 2 else [sys.executable, "-m"]
+    command = [*launcher, "kedro", "run", "--env", ENV, "--pipelines", pipelines]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=1800)
 
 
 def test_two_processes_train_every_stage_and_one_writes_the_models(project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 4)
+    prepared = launch(project, "model", processes=1)  # the base model, as the README's GPU steps prepare it
+    assert prepared.returncode == 0, prepared.stderr[-6000:]
     result = launch(project, "student")
     assert result.returncode == 0, result.stderr[-6000:]
 
@@ -91,7 +94,7 @@ def test_two_processes_train_every_stage_and_one_writes_the_models(project, tool
     assert {stage: entry["status"] for stage, entry in summary.items()} == {"sft": "trained", "rl": "trained", "kd": "trained"}
     assert "best_eval_loss" in summary["sft"], "early stopping's best checkpoint was shared by both processes"
     mlflow.set_tracking_uri(f"sqlite:///{outputs / 'mlflow.db'}")
-    assert len(mlflow.search_runs(experiment_names=["supertiny"])) == 1, "one launch, one MLflow run"
+    assert len(mlflow.search_runs(experiment_names=["supertiny"])) == 2, "the model's run and one for the launch, not one a process"
     assert not list((project / "tmp").glob("supertiny-*")), "the shared checkpoint folders are removed"
 
 

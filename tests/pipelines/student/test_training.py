@@ -128,6 +128,7 @@ def length_reward(completions: list[str], **_) -> list[float]:
     return [len(text) / 100 for text in completions]
 
 
+@pytest.mark.slow
 def test_rl_moves_the_policy_when_rewards_differ(tiny_dir, rows, student, tmp_path, monkeypatch):
     monkeypatch.setattr(rl_stage, "similarity_reward", length_reward)
     bundle, log = run_rl(tiny_dir, rows, student, CPU)
@@ -136,6 +137,7 @@ def test_rl_moves_the_policy_when_rewards_differ(tiny_dir, rows, student, tmp_pa
     assert all(row["tokens_per_s"] > 0 for row in log)
 
 
+@pytest.mark.slow
 def test_rl_skips_groups_of_equal_rewards(tiny_dir, rows, student):
     """The random model never writes a parseable answer: every reward is 0, every group equal,
     so every advantage is 0 and the policy does not move."""
@@ -144,6 +146,7 @@ def test_rl_skips_groups_of_equal_rewards(tiny_dir, rows, student):
     assert all(row["frac_reward_zero_std"] == 1.0 for row in log if "reward" in row)
 
 
+@pytest.mark.slow
 def test_kd_moves_the_student_toward_another_teacher(tiny_dir, rows, student, tmp_path, default_source, tiny_overrides):
     from supertiny.model_sources import random_like, resolve_source
 

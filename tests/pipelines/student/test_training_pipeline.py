@@ -1,4 +1,4 @@
-"""`kedro run --env smoke --pipelines student` in a copy of the project: every stage, as a user runs it.
+"""`kedro run --env smoke --pipelines model,student` in a copy of the project: every stage, as a user runs it.
 
 The smoke teacher (a random tiny model) never writes a valid answer, so these tests write their
 own distill_train and distill_val (``write_examples``), as the filtering pipeline would with a
@@ -23,7 +23,7 @@ def project(project_copy) -> Path:
 
 def test_smoke_student_runs_every_stage(kedro, project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 4)
-    result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
+    result = kedro(project, "run", "--env", "smoke", "--pipelines", "model,student")
     assert result.returncode == 0, result.stderr[-4000:]
     outputs = project / "data" / "smoke"
     for name in ("base_model", "student_sft", "student_rl", "student_kd", "student_model"):
@@ -37,7 +37,7 @@ def test_smoke_student_runs_every_stage(kedro, project, tool_catalog, write_exam
 
 def test_an_empty_distill_train_stops_the_run_with_one_message(kedro, project, tool_catalog, write_examples):
     write_examples(project, tool_catalog, 0)
-    result = kedro(project, "run", "--env", "smoke", "--pipelines", "student")
+    result = kedro(project, "run", "--env", "smoke", "--pipelines", "model,student")
     output = result.stderr + result.stdout
     assert result.returncode != 0
     assert "distill_train is empty: filtering kept no examples" in output
@@ -51,7 +51,7 @@ def test_a_bad_setting_stops_the_run_with_one_message(kedro, project, tool_catal
     params = yaml.safe_load((broken / "parameters_student.yml").read_text())
     params["student"]["stages"] = ["sft", "dpo"]
     (broken / "parameters_student.yml").write_text(yaml.safe_dump(params))
-    result = kedro(project, "run", "--env", "smoke_broken", "--pipelines", "student")
+    result = kedro(project, "run", "--env", "smoke_broken", "--pipelines", "model,student")
     output = result.stderr + result.stdout
     assert result.returncode != 0
     assert "student.stages: unknown stage(s) ['dpo']" in output

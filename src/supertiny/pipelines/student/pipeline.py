@@ -1,14 +1,13 @@
-"""Student: the base model, then SFT -> RL -> distillation, each stage's model and log in the catalog."""
+"""Student: from the base model, SFT -> RL -> distillation, each stage's model and log in the catalog."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from supertiny.pipelines.student.nodes import finish_student, prepare_base_model, train_kd, train_rl, train_sft
+from supertiny.pipelines.student.nodes import finish_student, train_kd, train_rl, train_sft
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
-            node(prepare_base_model, "params:base_model", ["base_model", "base_model_info"], name="prepare_base_model"),
             node(
                 train_sft,
                 ["base_model", "distill_train", "distill_val", "params:student", "params:runtime"],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from supertiny.model_sources import ModelSourceError, resolve_source
-from supertiny.pipelines.student.nodes import prepare_base_model
+from supertiny.pipelines.model.nodes import prepare_base_model
 
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -42,6 +42,7 @@ def test_a_local_directory_source_loads_that_model(tmp_path, tiny_model, default
     assert info["source"] == str(tmp_path / "mine")
 
 
+@pytest.mark.slow
 def test_random_init_builds_the_same_architecture_small(tiny_model, default_source, tiny_overrides):
     bundle, info = prepare_base_model({"source": default_source, "random_init": tiny_overrides, "seed": 0})
     assert info["architecture"] == "LlamaForCausalLM"
@@ -53,6 +54,7 @@ def test_random_init_builds_the_same_architecture_small(tiny_model, default_sour
         assert torch.equal(tensor, bundle.model.state_dict()[name]), name
 
 
+@pytest.mark.slow
 def test_random_init_rejects_unknown_config_keys(default_source):
     with pytest.raises(ModelSourceError, match="has no setting 'hidden_sise'"):
         prepare_base_model({"source": default_source, "random_init": {"hidden_sise": 8}})
