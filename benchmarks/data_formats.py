@@ -29,7 +29,10 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "src"))
-FORMATS = ["canonical", "openai_chat", "xlam", "sharegpt_hermes"]
+from supertiny.datasets import megabytes  # noqa: E402
+from supertiny.formats import READERS  # noqa: E402
+
+FORMATS = list(READERS)
 # JSON Schema types back to the Python names of xLAM's layout.
 PYTHON_NAMES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list", "object": "dict"}
 HERMES_SYSTEM = ("You are a function calling AI model. You are provided with function signatures within <tools> </tools> XML "
@@ -115,7 +118,7 @@ def measure(format_: str, source: Path, outputs: Path) -> dict:
     rows = report["requests"] + report["rejected"]
     return {"format": format_, "rows": rows, "requests": report["requests"], "rejected": report["rejected"],
             "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_mb_above_start": round(peak_mb - start_mb, 1),
-            "source_mb": round(source.stat().st_size / 2**20, 1)}
+            "source_mb": megabytes(source.stat().st_size)}
 
 
 def main() -> None:
@@ -145,7 +148,7 @@ def main() -> None:
                 source.unlink()
 
     print(f"\nThe data pipeline on generated rows ({args.bad_share:.1%} of lines not UTF-8), one process per run\n")
-    print(f"{'format':<16} {'rows':>7} {'requests':>8} {'rejected':>8} {'source MB':>9} {'s':>7} {'rows/s':>7} {'peak MB':>8}")
+    print(f"{'format':<16} {'rows':>7} {'requests':>8} {'rejected':>8} {'source MB':>9} {'s':>7} {'rows/s':>7} {'peak MiB':>8}")
     for r in results:
         print(f"{r['format']:<16} {r['rows']:>7} {r['requests']:>8} {r['rejected']:>8} {r['source_mb']:>9} {r['seconds']:>7} "
               f"{r['rows_per_s']:>7} {r['peak_mb_above_start']:>8}")

@@ -46,7 +46,7 @@ import yaml  # noqa: E402
 from supertiny.datasets import ModelDirectory  # noqa: E402
 from supertiny.decoding import Decoder  # noqa: E402
 from supertiny.inference import AnswerGrammars, answer_grammars, score_requests  # noqa: E402
-from supertiny.latency import memory_bandwidth_gbs, weight_bytes_per_token  # noqa: E402
+from supertiny.latency import memory_bandwidth_gbs, percentiles_ms, weight_bytes_per_token  # noqa: E402
 from supertiny.prompt import prompt_text, shared_prefix_ids  # noqa: E402
 
 
@@ -179,9 +179,8 @@ def main() -> None:
         exact = None if name == "generate_fixed" else score_requests(requests, [r["text"] for r in timed])[1]["exact_match"]
         rows.append({
             "path": name,
-            "p50_ms": round(float(np.percentile([r["total_s"] * 1000 for r in timed], 50)), 1),
-            "p95_ms": round(float(np.percentile([r["total_s"] * 1000 for r in timed], 95)), 1),
-            "prefill_p50_ms": round(float(np.percentile([r["prefill_s"] * 1000 for r in timed], 50)), 1),
+            **percentiles_ms([r["total_s"] * 1000 for r in timed]),
+            "prefill_p50_ms": percentiles_ms([r["prefill_s"] * 1000 for r in timed])["p50_ms"],
             "steps_per_answer": round(float(np.mean([r["steps"] for r in timed])), 1),
             "tokens_per_answer": round(float(np.mean([r["tokens"] for r in timed])), 1),
             "decode_steps_per_s": round(steps_per_s, 1) if steps_per_s else None,

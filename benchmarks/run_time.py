@@ -73,7 +73,7 @@ def main() -> None:
         "all_succeeded": all(run["returncode"] == 0 for run in runs),
         "teacher": {key: teacher.get(key) for key in ("requests_sent", "cache_hits", "wall_s", "requests_per_s")},
     }
-    print(f"\n{'pipelines':<14} {'rc':>3} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
+    print(f"\n{'pipelines':<14} {'rc':>3} {'wall s':>8} {'cpu s':>8} {'peak MiB':>8}")
     for run in runs:
         print(f"{run['pipelines']:<14} {run['returncode']:>3} {run['wall_s']:>8.1f} {run['cpu_s']:>8.1f} {run['peak_rss_mb_so_far']:>8}")
     print(f"{'total':<14} {'':>3} {result['total_wall_s']:>8.1f}   ({result['total_wall_s'] / 60:.1f} min)")

@@ -27,11 +27,11 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "src"))
 
-import numpy as np  # noqa: E402
 import openai  # noqa: E402
 import yaml  # noqa: E402
 
 from supertiny.datasets import ModelDirectory  # noqa: E402
+from supertiny.latency import percentiles_ms  # noqa: E402
 from supertiny.pipelines.shadow.nodes import served_endpoint  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def main() -> None:
             latencies = [seconds * 1000 for seconds, _ in results]
             rows.append({
                 "concurrency": concurrency, "requests": len(results), "answered": sum(ok for _, ok in results),
-                "p50_ms": round(float(np.percentile(latencies, 50)), 1), "p95_ms": round(float(np.percentile(latencies, 95)), 1),
+                **percentiles_ms(latencies),
                 "requests_per_s": round(len(results) / wall, 2),
             })
             print(f"concurrency {concurrency} done", file=sys.stderr)

@@ -29,6 +29,13 @@ import torch
 from supertiny.runtime import torch_threads
 
 
+def percentiles_ms(milliseconds: Sequence[float] | np.ndarray) -> dict[str, float | None]:
+    """``p50_ms`` and ``p95_ms`` of request times, as every table shows them (None for no times)."""
+    if len(milliseconds) == 0:
+        return {"p50_ms": None, "p95_ms": None}
+    return {f"p{q}_ms": round(float(np.percentile(milliseconds, q)), 1) for q in (50, 95)}
+
+
 @dataclass(frozen=True)
 class Latency:
     """Batch-1 timings over a set of prompts (milliseconds, tokens per second)."""
@@ -107,12 +114,10 @@ def measure_latency(
             prefills.append(clock.times[0] - start)
             decode_times.append(clock.times[-1] - clock.times[0])
             generated.append(len(clock.times))
-    totals_ms = np.array(totals) * 1000
     decoded = sum(generated) - len(generated)  # every token after each answer's first
     return Latency(
-        p50_ms=round(float(np.percentile(totals_ms, 50)), 1),
-        p95_ms=round(float(np.percentile(totals_ms, 95)), 1),
-        prefill_p50_ms=round(float(np.percentile(np.array(prefills) * 1000, 50)), 1),
+        **percentiles_ms(np.array(totals) * 1000),
+        prefill_p50_ms=percentiles_ms(np.array(prefills) * 1000)["p50_ms"],
         decode_tokens_per_s=round(decoded / sum(decode_times), 2) if decoded else None,
         tokens_per_s=round(sum(generated) / sum(totals), 2),
         new_tokens=new_tokens,
@@ -150,21 +155,16 @@ def measure_served_latency(
     the time after the first."""
     if not prompts:
         raise ValueError("measure_served_latency needs at least one prompt")
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         for prompt, grammar in list(zip(prompts, grammars, strict=True))[:warmup]:
             decoder.generate(prompt, grammar, max_new_tokens)
         answers = [decoder.generate(prompt, grammar, max_new_tokens) for prompt, grammar in zip(prompts, grammars, strict=True)]
-    finally:
-        torch.set_num_threads(previous_threads)
     totals_ms = np.array([answer.total_s for answer in answers]) * 1000
     decoded = sum(max(len(answer.token_ids) - 1, 0) for answer in answers)
     decode_s = sum(answer.token_times[-1] - answer.token_times[0] for answer in answers if len(answer.token_times) > 1)
     return Latency(
-        p50_ms=round(float(np.percentile(totals_ms, 50)), 1),
-        p95_ms=round(float(np.percentile(totals_ms, 95)), 1),
-        prefill_p50_ms=round(float(np.percentile([answer.prefill_s * 1000 for answer in answers], 50)), 1),
+        **percentiles_ms(totals_ms),
+        prefill_p50_ms=percentiles_ms([answer.prefill_s * 1000 for answer in answers])["p50_ms"],
         decode_tokens_per_s=round(decoded / decode_s, 2) if decoded and decode_s > 0 else None,
         tokens_per_s=round(sum(len(answer.token_ids) for answer in answers) / (totals_ms.sum() / 1000), 2),
         new_tokens=max_new_tokens,
@@ -177,9 +177,7 @@ def measure_served_latency(
 def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5, threads: int = 2) -> float:
     """Memory bandwidth in GB/s seen by ``threads`` threads: the best of ``repeats`` copies of a
     buffer far larger than the caches (a copy reads and writes every byte, so it counts twice)."""
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         source = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32)
         target = torch.empty_like(source)
         target.copy_(source)  # page in the target before timing
@@ -188,8 +186,6 @@ def memory_bandwidth_gbs(megabytes: int = 256, repeats: int = 5, threads: int = 
             start = time.perf_counter()
             target.copy_(source)
             best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(previous_threads)
     return round(2 * source.numel() * source.element_size() / best / 1e9, 2)
 
 

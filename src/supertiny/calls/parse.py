@@ -71,6 +71,15 @@ def call_names(calls: list[dict]) -> list[str]:
     return [call["name"] for call in calls]
 
 
+NO_CALL = "(no call)"  # the function label of an answer that calls nothing
+
+
+def called_functions(calls: list[dict]) -> list[str]:
+    """The functions an answer calls, sorted, each once: what reports group answers by;
+    ``[NO_CALL]`` for an answer that calls none."""
+    return sorted({call["name"] for call in calls}) or [NO_CALL]
+
+
 def _from_text(text: str, unwrap_string: bool) -> ParseResult:
     stripped = text.strip()
     if not stripped:

@@ -68,6 +68,15 @@ class ModelDirectory:
         """Bytes of weight files on disk (what a deployment ships and loads)."""
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
 
+    @property
+    def size_mb(self) -> float:
+        return megabytes(self.size_bytes)
+
+
+def megabytes(size_bytes: int) -> float:
+    """Sizes in every table and log: MB of 10^6 bytes, one decimal."""
+    return round(size_bytes / 1e6, 1)
+
 
 class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelDirectory]):
     """Saves a :class:`ModelBundle` (or copies a :class:`ModelDirectory`) to a local directory.

@@ -185,10 +185,6 @@ def summarize_compression(
         "pruning": pruning_log,
         "recovery": recovery_log,
         "quantization": quantization_log,
-        "size_mb": {
-            "student": round(student_bytes / 1e6, 1),
-            "pruned": round(pruned_model.size_bytes / 1e6, 1),
-            "quantized": round(quantized_model.size_bytes / 1e6, 1),
-        },
+        "size_mb": {"student": student_model.size_mb, "pruned": pruned_model.size_mb, "quantized": quantized_model.size_mb},
         "quantized_share_of_student_size": round(quantized_model.size_bytes / student_bytes, 4),
     }

@@ -26,6 +26,7 @@ import pandas as pd
 from supertiny.errors import ConfigError
 from supertiny.parameters import CONFIDENCE_SIGNALS
 from supertiny.inference import score_requests
+from supertiny.latency import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def _point(pairs: pd.DataFrame, threshold: float, final_row: dict, teacher_row: 
         "threshold": round(float(threshold), 6),
         "share_to_teacher": round(share, 4),
         "exact_match": round(float(exact.mean()), 4),
-        "p50_ms": round(float(np.percentile(latency, 50)), 1),
-        "p95_ms": round(float(np.percentile(latency, 95)), 1),
+        **percentiles_ms(latency),
         "cost_per_1k_requests": _cost(final_row, teacher_row, share),
     }
 
@@ -182,8 +182,7 @@ def evaluate_cascade(
         "params": final_row.get("params"),
         "size_mb": final_row.get("size_mb"),
         **metrics,
-        "p50_ms": round(float(np.percentile(latency, 50)), 1),
-        "p95_ms": round(float(np.percentile(latency, 95)), 1),
+        **percentiles_ms(latency),
         "cost_per_1k_requests": _cost(final_row, teacher_row, share),
         "share_to_teacher": round(share, 4),
         "reference": final_row.get("reference"),

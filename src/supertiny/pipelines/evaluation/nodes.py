@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 from markdown_it import MarkdownIt
 
-from supertiny.calls import format_calls
+from supertiny.calls import NO_CALL, called_functions, format_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
 from supertiny.decoding import build_decoder, decoder_settings
 from supertiny.parameters import CONFIDENCE_SIGNALS
-from supertiny.latency import measure_served_latency
+from supertiny.latency import measure_served_latency, percentiles_ms
 from supertiny.prompt import prompt_text
 from supertiny.runtime import CPU, Device, resolve_device, torch_threads
 from supertiny.teacher import TeacherConfig, label_requests
@@ -51,7 +51,6 @@ METRIC_COLUMNS = [
 SCORE_COLUMNS = ["exact_match", "exact_match_low", "exact_match_high", "call_exact_match", "similarity", "valid_rate",
                  "no_call_accuracy", "n"]
 ALWAYS_NO_CALL = "always_no_call"
-NO_CALL = "(no call)"  # the function label of a reference that needs none, or of a call not made
 
 
 def evaluation_requests(test_requests: list[dict], params: dict[str, Any]) -> list[dict]:
@@ -98,7 +97,7 @@ def per_function_accuracy(requests: list[dict], predictions: list[dict]) -> dict
         reference = request.get("reference")
         if reference is None:
             continue
-        for function in sorted({call["name"] for call in reference}) or [NO_CALL]:
+        for function in called_functions(reference):
             hits[function].append(bool(prediction["exact"]))
     return {function: round(fmean(values), 4) for function, values in sorted(hits.items())}
 
@@ -196,7 +195,7 @@ def evaluate_local_model(
         "tools_mode": tools_mode,
         "constrained": constrained,
         "params": sum(p.numel() for p in model.parameters()),
-        "size_mb": round(model_dir.size_bytes / 2**20, 1),
+        "size_mb": model_dir.size_mb,
         **{key: metrics[key] for key in SCORE_COLUMNS},
         "p50_ms": latency.p50_ms,
         "p95_ms": latency.p95_ms,
@@ -296,7 +295,7 @@ def evaluate_teacher(
     if config.on_this_machine:
         cost_per_1k = machine_cost_per_1k(teacher_seconds_per_request(candidates, config.concurrency), params["price_per_hour_usd"])
     else:
-        cost_per_1k = _token_cost_per_1k(candidates, usage["price_usd_per_1m_tokens"])
+        cost_per_1k = token_cost_per_1k(candidates, usage["price_usd_per_1m_tokens"])
     latency = _teacher_latency(requests[: params["latency"]["prompts"]], teacher_seed_examples, greedy, base_model)
     row = {
         "stage": "teacher",
@@ -348,7 +347,7 @@ def teacher_seconds_per_request(candidates: list[dict], concurrency: int) -> flo
     return sum(c["latency_ms"] for c in candidates) / 1000 / in_flight / len(candidates)
 
 
-def _token_cost_per_1k(candidates: list[dict], price: dict[str, float] | None) -> float | None:
+def token_cost_per_1k(candidates: list[dict], price: dict[str, float] | None) -> float | None:
     """Tokens times the price table, from the answers' own tokens, cached or not (the run's total
     also holds its probe); None without a price."""
     if price is None or not candidates:
@@ -373,8 +372,7 @@ def _teacher_latency(requests: list[dict], seed_examples: list[dict], greedy: di
         return {"p50_ms": None, "p95_ms": None, "tokens_per_s": None}
     latencies = [a["latency_ms"] for a in timed]
     return {
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
-        "p95_ms": round(float(np.percentile(latencies, 95)), 1),
+        **percentiles_ms(latencies),
         "tokens_per_s": round(sum(a["completion_tokens"] for a in timed) / (sum(latencies) / 1000), 2),
     }
 
@@ -562,7 +560,7 @@ def function_errors(function_accuracy: pd.DataFrame, stage: str, distill_train: 
     examples in ``distill_train`` (rows whose answer calls it; NO_CALL: rows answering ``[]``)."""
     examples: Counter[str] = Counter()
     for row in distill_train:
-        examples.update({call["name"] for call in row["calls"]} or {NO_CALL})
+        examples.update(called_functions(row["calls"]))
     table = pd.DataFrame({"function": function_accuracy.index})
     for column in ("teacher", stage):
         table[column] = function_accuracy[column].to_numpy() if column in function_accuracy else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from supertiny.calls import canonical_key, exact_match, tool_names
+from supertiny.calls import called_functions, canonical_key, exact_match, tool_names
 from supertiny.errors import ConfigError, SupertinyError
 from supertiny.pipelines.filtering.verifiers import VERIFIERS, Item, majority_verdicts
 
@@ -107,7 +107,7 @@ def _functions(item: Item) -> list[str]:
         calls = item.calls if item.calls is not None else None
     if calls is None:
         return ["(unparsed)"]
-    return sorted({call["name"] for call in calls}) or ["(no call)"]
+    return called_functions(calls)
 
 
 def _rejection(item: Item, step: str, reason: str) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def filter_candidates(
     if cap:
         groups: dict[tuple, list[Item]] = defaultdict(list)
         for item in kept:
-            groups[tuple(sorted({c["name"] for c in item.calls})) or ("(no call)",)].append(item)
+            groups[tuple(called_functions(item.calls))].append(item)
         rng = random.Random(params.get("seed", 0))
         kept = []
         for group, members in sorted(groups.items()):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from supertiny.datasets import ModelBundle
+from supertiny.datasets import ModelBundle, megabytes
 from supertiny.model_sources import load_pretrained, random_like, resolve_source
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def prepare_base_model(base_model: dict[str, Any]) -> tuple[ModelBundle, dict[st
         "random_init": dict(random_init) if random_init else None,
         "architecture": type(bundle.model).__name__,
         "params": sum(p.numel() for p in bundle.model.parameters()),
-        "size_mb_fp32": round(sum(p.numel() * p.element_size() for p in bundle.model.parameters()) / 2**20, 1),
+        "size_mb_fp32": megabytes(sum(p.numel() * p.element_size() for p in bundle.model.parameters())),
         "layers": config.num_hidden_layers,
         "hidden_size": config.hidden_size,
         "vocab_size": config.vocab_size,

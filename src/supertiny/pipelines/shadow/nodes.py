@@ -26,7 +26,8 @@ from supertiny.calls import exact_match, parse_calls
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import sample_requests
-from supertiny.pipelines.evaluation.nodes import machine_cost_per_1k
+from supertiny.latency import percentiles_ms
+from supertiny.pipelines.evaluation.nodes import machine_cost_per_1k, token_cost_per_1k
 from supertiny.serving import BackgroundServer, ServedModel, create_app
 from supertiny.teacher import TeacherConfig, label_requests
 
@@ -86,19 +87,14 @@ def _mean(values: list) -> float | None:
 
 def _side(rows: list[dict], side: str, config: TeacherConfig | None, usage: dict | None, answers: list[dict] | None, price_per_hour: float) -> dict:
     latencies = [row[f"{side}_ms"] for row in rows if row[f"{side}_ms"] is not None]
-    p50 = round(float(np.percentile(latencies, 50)), 1) if latencies else None
     seconds = float(np.mean(latencies)) / 1000 if latencies else 0.0
     if config is not None and not config.on_this_machine:
-        price = usage["price_usd_per_1m_tokens"]
-        tokens = [(a["prompt_tokens"], a["completion_tokens"]) for a in answers if a["error_kind"] is None]
-        cost = (round(1000 * sum(p * price["prompt"] + c * price["completion"] for p, c in tokens) / 1e6 / len(tokens), 5)
-                if price and tokens else None)
+        cost = token_cost_per_1k([a for a in answers if a["error_kind"] is None], usage["price_usd_per_1m_tokens"])
     else:
         cost = machine_cost_per_1k(seconds, price_per_hour)  # one request at a time: its latency is its machine time
     return {
         "exact_match": _mean([row[f"{side}_exact"] for row in rows]),
-        "p50_ms": p50,
-        "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+        **percentiles_ms(latencies),
         "cost_per_1k_requests": cost,
     }
 
