@@ -143,7 +143,7 @@ def test_student_kd_is_evaluated_only_when_it_trained(tmp_path, tiny_model, requ
                                               training_stage="kd")
     assert row["stage"] == "student_kd" and len(predictions) == 3
     assert list(collect_stage_metrics(_row("teacher", 0.5, 10.0, None), {}, row).stage) == ["teacher", "student_kd"]
-    evaluate = next(n for n in create_pipeline().nodes if n.name == "evaluate_student_kd")
+    evaluate = next(n for n in create_pipeline().nodes if n.name == "student_kd.evaluate")
     assert evaluate.inputs == ["student_kd", "evaluation_requests", "params:student.tools_mode", "params:evaluation",
                                "params:runtime", "params:student.stages"]
 

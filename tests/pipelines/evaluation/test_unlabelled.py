@@ -76,6 +76,7 @@ def test_every_stage_is_scored_on_the_referenced_requests():
     nodes = {node.name: node for node in create_pipeline().nodes}
     assert nodes["evaluate_teacher"].inputs[0] == "sampled_test_requests"
     assert nodes["reference_unlabelled_requests"].outputs == ["evaluation_requests"]
-    for name, node in nodes.items():
-        if name.startswith("evaluate_") and name != "evaluate_teacher":
-            assert "evaluation_requests" in node.inputs, name
+    evaluated = [name for name in nodes if "evaluate" in name.split(".")[-1] and name != "evaluate_teacher"]
+    assert {"base.evaluate", "student_sft.evaluate", "student_kd.evaluate", "evaluate_quantized", "evaluate_cascade"} <= set(evaluated)
+    for name in evaluated:
+        assert "evaluation_requests" in nodes[name].inputs, name

@@ -41,14 +41,22 @@ LOCAL_STAGES = {
 OPTIONAL_STAGES = {"student_rl": "rl", "student_kd": "kd"}
 
 
-def _stage_node(stage: str, model: str):
-    inputs = [model, "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime"]
+def _stage_pipeline(stage: str, model: str) -> Pipeline:
+    """One stage's evaluation, in its own namespace (a group of its own in kedro-viz): its model
+    answers the evaluation requests; its row and predictions keep their catalog names."""
+    inputs = ["model", "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime"]
     if stage in OPTIONAL_STAGES:
         function = partial(evaluate_trained_stage, stage=stage, training_stage=OPTIONAL_STAGES[stage])
         evaluate, inputs = update_wrapper(function, evaluate_trained_stage), [*inputs, "params:student.stages"]
     else:
         evaluate = update_wrapper(partial(evaluate_local_model, stage=stage), evaluate_local_model)
-    return node(evaluate, inputs, [f"{stage}_eval_row", f"{stage}_predictions"], name=f"evaluate_{stage}")
+    return pipeline(
+        [node(evaluate, inputs, ["eval_row", "predictions"], name="evaluate")],
+        namespace=stage,
+        inputs={"model": model, "evaluation_requests": "evaluation_requests"},
+        outputs={"eval_row": f"{stage}_eval_row", "predictions": f"{stage}_predictions"},
+        parameters={name for name in inputs if name.startswith("params:")},
+    )
 
 
 def _cascade_nodes() -> list:
@@ -87,7 +95,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="reference_unlabelled_requests"),
             node(evaluate_always_no_call, ["evaluation_requests"], ["always_no_call_eval_row", "always_no_call_predictions"],
                  name="evaluate_always_no_call"),
-            *[_stage_node(stage, model) for stage, model in LOCAL_STAGES.items()],
+            *[_stage_pipeline(stage, model) for stage, model in LOCAL_STAGES.items()],
             node(
                 evaluate_quantized_model,
                 ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime",
