@@ -165,6 +165,8 @@ def test_unknown_request_ids_and_test_requests_stop_the_run(request_of):
     [
         ({"verifiers": ["format", "spellcheck"]}, "unknown verifier(s) ['spellcheck']"),
         ({"verifiers": ["format", "format"]}, "listed twice"),
+        ({"verifiers": ["schema"]}, "filtering.verifiers must start with format: the others check the calls it parses"),
+        ({"verifiers": ["reference", "format"]}, "filtering.verifiers must start with format"),
         ({"selection": "best"}, "filtering.selection"),
         ({"reference": {"min_similarity": 1.5}}, "filtering.reference.min_similarity"),
         ({"consistency": {"min_share": 0}}, "filtering.consistency.min_share"),

@@ -31,6 +31,8 @@ def check_params(params: dict[str, Any]) -> None:
         raise ConfigError(f"filtering.verifiers: unknown verifier(s) {unknown}; known: {sorted(VERIFIERS)}")
     if len(set(params["verifiers"])) != len(params["verifiers"]):
         raise ConfigError(f"filtering.verifiers: a verifier is listed twice: {params['verifiers']}")
+    if params["verifiers"] and params["verifiers"][0] != "format":
+        raise ConfigError(f"filtering.verifiers must start with format: the others check the calls it parses; got {params['verifiers']}")
     if params["selection"] not in SELECTIONS:
         raise ConfigError(f"filtering.selection must be one of {SELECTIONS}; got {params['selection']!r}")
     min_similarity = params["reference"].get("min_similarity")
