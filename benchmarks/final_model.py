@@ -53,7 +53,7 @@ def variant_settings(text: str, compression: dict[str, Any]) -> dict[str, Any]:
         if key == "drop":
             settings["pruning"]["depth"]["drop_layers"] = int(value)
         elif key == "recovery":
-            settings["recovery"]["steps"] = int(value)
+            settings["recovery"]["args"]["max_steps"] = int(value)
         elif key == "alpha":
             settings["quantization"]["smooth_alpha"] = None if value == "-" else float(value)
         elif key == "keep":
@@ -67,12 +67,13 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
     """The compression pipeline's three nodes for one variant; the final model's directory and
     timings. ``recovered_models`` keeps each (drop, recovery steps)'s recovered model for the
     variants that differ from it only in quantisation."""
+    from supertiny.compression.settings import recovery_steps
     from supertiny.datasets import ModelDataset
     from supertiny.pipelines.compression.nodes import prune_student, quantize_recovered, recover_pruned
 
     catalog, params = context.catalog, context.params
     compression = variant_settings(text, params["compression"])
-    drop, steps = compression["pruning"]["depth"]["drop_layers"], compression["recovery"]["steps"]
+    drop, steps = compression["pruning"]["depth"]["drop_layers"], recovery_steps(compression["recovery"])
     student_model, distill_train = catalog.load("student_model"), catalog.load("distill_train")
     student, runtime = params["student"], params["runtime"]
 

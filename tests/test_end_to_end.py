@@ -127,6 +127,6 @@ def test_an_unknown_verifier_stops_the_run_before_any_node(kedro, project):
 
 
 def test_a_misspelt_key_in_a_section_the_pipeline_does_not_read_stops_the_run_before_any_node(kedro, project):
-    output = run_broken(kedro, project, "parameters_compression.yml", "compression:\n  recovery:\n    stesp: 4\n", "data")
-    assert "compression.recovery.stesp is not a compression setting (did you mean compression.recovery.steps?)" in output
+    output = run_broken(kedro, project, "parameters_compression.yml", "compression:\n  recovery:\n    kl_wieght: 0.5\n", "data")
+    assert "compression.recovery.kl_wieght is not a compression setting (did you mean compression.recovery.kl_weight?)" in output
     assert "Running node" not in output

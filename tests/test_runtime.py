@@ -109,9 +109,11 @@ def test_training_runs_on_the_configured_device(student, tmp_path):
     assert trainer_settings("sft", student, str(tmp_path), CPU)["use_cpu"] is True
     assert trainer_settings("sft", student, str(tmp_path), H200)["use_cpu"] is False
     assert trainer_settings("rl", with_args(student, "rl", bf16=True), str(tmp_path), H200)["bf16"] is True
-    training = {"steps": 1, "batch_size": 2, "learning_rate": 1e-4}
-    assert compression_config(str(tmp_path), training, 64, 0, CPU).use_cpu is True
-    assert compression_config(str(tmp_path), training, 64, 0, H200).use_cpu is False
+    # Fine-tuning while pruning and recovery take their settings the same way: args through, device added.
+    args = {"max_steps": 1, "per_device_train_batch_size": 2, "warmup_steps": 3}
+    on_cpu = compression_config(str(tmp_path), args, 64, 0, CPU)
+    assert on_cpu.use_cpu is True and on_cpu.warmup_steps == 3 and on_cpu.max_steps == 1 and on_cpu.report_to == []
+    assert compression_config(str(tmp_path), args, 64, 0, H200).use_cpu is False
 
 
 def test_the_parameter_checks_hook_checks_the_student_against_the_device(student, monkeypatch):

@@ -15,6 +15,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset, MemoryDataset
 
 from supertiny.compression.settings import check_params as check_compression
+from supertiny.compression.settings import check_precision as check_compression_precision
 from supertiny.errors import SupertinyError
 from supertiny.parameters import check_shape
 from supertiny.pipelines.data.nodes import check_params as check_data
@@ -45,6 +46,7 @@ PARAMETER_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
 # Sections whose check also needs the device that runtime.device resolves to.
 DEVICE_CHECKS: dict[str, Callable[[dict[str, Any], Device], None]] = {
     "student": check_student,
+    "compression": check_compression_precision,
 }
 
 

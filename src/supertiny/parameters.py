@@ -227,9 +227,7 @@ class Schedule(Section):
 
 
 class PruningTraining(Section):
-    steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: Number | None = None
+    args: dict[str, Any] | None = None  # TRL SFTConfig's settings
 
 
 class Pruning(Section):
@@ -241,11 +239,9 @@ class Pruning(Section):
 
 
 class Recovery(Section):
-    steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: Number | None = None
     temperature: Number | None = None
     kl_weight: Number | None = None
+    args: dict[str, Any] | None = None  # TRL SFTConfig's settings
 
 
 class Quantization(Section):

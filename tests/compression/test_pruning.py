@@ -40,9 +40,9 @@ def test_inc_pruning_during_fine_tuning_then_slimming_gives_a_smaller_model_that
     pruning = compression_params["pruning"]
     manager = prepare_compression(model, mlp_pruning_config(pruning))
     dataset = sft_dataset(distill_rows[:4], tokenizer, "names")
-    losses = fine_tune(model, tokenizer, dataset, pruning["training"], max_length=256, seed=0, device=CPU,
+    losses = fine_tune(model, tokenizer, dataset, pruning["training"]["args"], max_length=256, seed=0, device=CPU,
                        callbacks=[INCPruningCallback(manager)])
-    assert len(losses) == pruning["training"]["steps"]
+    assert len(losses) == pruning["training"]["args"]["max_steps"]
 
     names = matching_modules(model, pruning["mlp"]["op_names"])
     assert names == [f"model.layers.{i}.mlp.down_proj" for i in range(len(decoder_layers(model)))]

@@ -33,7 +33,10 @@ def test_a_sparsity_outside_zero_one_is_refused(compression_params, sparsity):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("pruning.schedule.end_step", 99, "end_step .* must be below compression.pruning.training.steps"),
+        ("pruning.schedule.end_step", 99, "end_step .* must be below compression.pruning.training.args.max_steps"),
+        ("recovery.args", {"max_steps": 4, "warmup_stepz": 1}, r"compression.recovery.args: \['warmup_stepz'\] are not settings of trl.SFTConfig"),
+        ("recovery.args", {"max_steps": 4, "output_dir": "x"}, r"compression.recovery.args: \['output_dir'\] are set by the pipeline"),
+        ("pruning.training.args", {"per_device_train_batch_size": 2}, "compression.pruning.training.args.max_steps must be an integer of at least 1"),
         ("pruning.criterion", "random", "compression.pruning.criterion must be one of"),
         ("pruning.depth.drop_layers", -1, "compression.pruning.depth.drop_layers must be an integer"),
         ("recovery.kl_weight", 1.5, r"compression.recovery.kl_weight must be in \[0, 1\]"),

@@ -34,11 +34,17 @@ def _integer(value: Any, setting: str, minimum: int = 1) -> int:
     return value
 
 
-def _training(training: dict[str, Any], setting: str, minimum_steps: int) -> None:
-    _integer(training["steps"], f"{setting}.steps", minimum_steps)
-    _integer(training["batch_size"], f"{setting}.batch_size")
-    if not training["learning_rate"] > 0:
-        raise ConfigError(f"{setting}.learning_rate must be positive; got {training['learning_rate']!r}")
+def _training(args: dict[str, Any], setting: str, minimum_steps: int) -> None:
+    """TRL ``SFTConfig`` fields, as a student stage's ``args``; a run of a fixed ``max_steps``."""
+    from supertiny.training.settings import check_trainer_args
+
+    check_trainer_args(setting, "SFTConfig", args)
+    _integer(args.get("max_steps"), f"{setting}.max_steps", minimum_steps)
+
+
+def recovery_steps(recovery: dict[str, Any]) -> int:
+    """Steps of recovery training; 0 skips it (``max_steps: 0`` would mean epochs to TRL)."""
+    return (recovery.get("args") or {}).get("max_steps", 0)
 
 
 def check_params(compression: dict[str, Any]) -> None:
@@ -55,25 +61,33 @@ def check_params(compression: dict[str, Any]) -> None:
     _integer(pruning["depth"]["calibration_rows"], "compression.pruning.depth.calibration_rows")
     if pruning["criterion"] not in CRITERIA:
         raise ConfigError(f"compression.pruning.criterion must be one of {CRITERIA}; got {pruning['criterion']!r}")
-    _training(pruning["training"], "compression.pruning.training", minimum_steps=1)
+    _training(pruning["training"]["args"], "compression.pruning.training.args", minimum_steps=1)
     schedule = pruning["schedule"]
     start = _integer(schedule["start_step"], "compression.pruning.schedule.start_step", 0)
     end = _integer(schedule["end_step"], "compression.pruning.schedule.end_step", start)
     _integer(schedule["frequency"], "compression.pruning.schedule.frequency")
-    if end >= pruning["training"]["steps"]:
+    if end >= pruning["training"]["args"]["max_steps"]:
         raise ConfigError(
-            f"compression.pruning.schedule.end_step ({end}) must be below compression.pruning.training.steps "
-            f"({pruning['training']['steps']}): the target sparsity is reached at end_step"
+            f"compression.pruning.schedule.end_step ({end}) must be below compression.pruning.training.args.max_steps "
+            f"({pruning['training']['args']['max_steps']}): the target sparsity is reached at end_step"
         )
     if schedule["decay"] not in SPARSITY_DECAYS:
         raise ConfigError(f"compression.pruning.schedule.decay must be one of {SPARSITY_DECAYS}; got {schedule['decay']!r}")
     recovery = compression["recovery"]
-    _training(recovery, "compression.recovery", minimum_steps=0)
+    _training(recovery["args"], "compression.recovery.args", minimum_steps=0)
     if not recovery["temperature"] > 0:
         raise ConfigError(f"compression.recovery.temperature must be positive; got {recovery['temperature']!r}")
     if not 0 <= recovery["kl_weight"] <= 1:
         raise ConfigError(f"compression.recovery.kl_weight must be in [0, 1]; got {recovery['kl_weight']!r}")
     check_quantization(compression["quantization"])
+
+
+def check_precision(compression: dict[str, Any], device: Any) -> None:
+    """Mixed precision in the trainers' ``args`` only where the device (``runtime.device``) has it."""
+    from supertiny.training.settings import check_precision as check_args_precision
+
+    check_args_precision("compression.pruning.training.args", compression["pruning"]["training"]["args"], device)
+    check_args_precision("compression.recovery.args", compression["recovery"]["args"], device)
 
 
 def check_quantization(settings: dict[str, Any], setting: str = "compression.quantization") -> None:

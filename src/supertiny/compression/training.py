@@ -6,8 +6,11 @@ answer's tokens only; ``max_length`` is the student's, which no example exceeds 
 cut). Pruning adds INC's callbacks to the trainer; recovery overrides ``compute_loss`` (the
 trainer's documented extension point) to learn from the unpruned student's logits too.
 
-Both train on the device ``runtime.device`` resolves to, in float32, and hand the model back on
-the CPU, where slimming and quantisation work on it.
+Both take their trainer settings as the student's stages do: ``args`` of TRL's ``SFTConfig``
+passed through (``compression.pruning.training.args``, ``compression.recovery.args``), the
+pipeline's own settings added by ``training.settings.trainer_args``. Both train on the device
+``runtime.device`` resolves to, in float32 unless ``args`` ask for mixed precision, and hand
+the model back on the CPU, where slimming and quantisation work on it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from trl import SFTConfig, SFTTrainer
 
 from supertiny.prompt import prompt_text, target_text
 from supertiny.runtime import Device
+from supertiny.training.settings import trainer_args
 
 
 def calibration_batches(rows: list[dict], tokenizer: Any, tools_mode: str, batch_size: int = 8) -> list[dict]:
@@ -39,26 +43,14 @@ def calibration_batches(rows: list[dict], tokenizer: Any, tools_mode: str, batch
     ]
 
 
-def _config(output_dir: str, training: dict[str, Any], max_length: int, seed: int, device: Device) -> SFTConfig:
-    """Trainer settings for a short run on ``device``: no checkpoints, no reports, float32."""
+def _config(output_dir: str, args: dict[str, Any], max_length: int, seed: int, device: Device) -> SFTConfig:
+    """The trainer settings every trainer of the project has (``training.settings.trainer_args``),
+    from ``args`` (TRL's ``SFTConfig`` fields, as in the student's stages), for a short run
+    whose loss is the answer's."""
     return SFTConfig(
-        output_dir=output_dir,
-        max_steps=training["steps"],
-        per_device_train_batch_size=training["batch_size"],
-        learning_rate=training["learning_rate"],
-        lr_scheduler_type="constant",
+        **{"disable_tqdm": True, **trainer_args(args, seed=seed, output_dir=output_dir, device=device)},
         max_length=max_length,
         completion_only_loss=True,
-        seed=seed,
-        use_cpu=device.use_cpu,
-        bf16=False,
-        fp16=False,
-        activation_checkpointing=False,  # memory is plentiful at this size; recomputation costs time
-        save_strategy="no",
-        report_to="none",
-        logging_steps=1,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
     )
 
 
@@ -70,7 +62,7 @@ def fine_tune(
     model: torch.nn.Module,
     tokenizer: Any,
     dataset: Dataset,
-    training: dict[str, Any],
+    args: dict[str, Any],
     max_length: int,
     seed: int,
     device: Device,
@@ -83,7 +75,7 @@ def fine_tune(
     with tempfile.TemporaryDirectory(prefix="supertiny-train-") as output_dir:
         trainer = SFTTrainer(
             model=model,
-            args=_config(output_dir, training, max_length, seed, device),
+            args=_config(output_dir, args, max_length, seed, device),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=callbacks,
@@ -142,7 +134,7 @@ def distil(
     with tempfile.TemporaryDirectory(prefix="supertiny-distil-") as output_dir:
         trainer = AnswerDistillationTrainer(
             model=student,
-            args=_config(output_dir, recovery, max_length, seed, device),
+            args=_config(output_dir, recovery["args"], max_length, seed, device),
             train_dataset=dataset,
             processing_class=tokenizer,
             teacher=teacher,

@@ -52,8 +52,8 @@ def check_params(student: dict[str, Any], device: Device) -> None:
         section = student.get(stage)
         if not isinstance(section, dict):
             raise ConfigError(f"student.{stage} is missing: every stage needs its section, even when it does not run")
-        _check_args(stage, section.get("args") or {})
-        _check_precision(stage, section.get("args") or {}, device)
+        check_trainer_args(f"student.{stage}.args", TRAINER_CONFIGS[stage], section.get("args") or {})
+        check_precision(f"student.{stage}.args", section.get("args") or {}, device)
         _check_lora(f"student.{stage}.lora", section.get("lora") or {"enabled": False})
     patience = student["sft"].get("early_stopping_patience")
     if patience is not None and (not isinstance(patience, int) or patience < 1):
@@ -75,31 +75,33 @@ def check_examples(rows: list[dict]) -> None:
         )
 
 
-def _check_args(stage: str, args: dict[str, Any]) -> None:
+def check_trainer_args(setting: str, config_name: str, args: dict[str, Any]) -> None:
+    """``args`` (the ``setting``) hold only fields of ``trl.<config_name>`` that the pipeline does not set itself."""
     import trl  # imported here: a run that does not train never pays for it
 
     managed = sorted(MANAGED_ARGS & set(args))
     if managed:
-        raise ConfigError(f"student.{stage}.args: {managed} are set by the pipeline, not in args (see parameters_student.yml)")
-    config_class = getattr(trl, TRAINER_CONFIGS[stage])
+        raise ConfigError(f"{setting}: {managed} are set by the pipeline, not in args")
+    config_class = getattr(trl, config_name)
     known = {field.name for field in dataclasses.fields(config_class)}
     unknown = sorted(set(args) - known)
     if unknown:
-        raise ConfigError(f"student.{stage}.args: {unknown} are not settings of trl.{config_class.__name__} (TRL {trl.__version__})")
+        raise ConfigError(f"{setting}: {unknown} are not settings of trl.{config_class.__name__} (TRL {trl.__version__})")
 
 
-def _check_precision(stage: str, args: dict[str, Any], device: Device) -> None:
+def check_precision(setting: str, args: dict[str, Any], device: Device) -> None:
+    """Mixed precision in ``args`` (the ``setting``) only where ``device`` has it."""
     for arg, precision in PRECISION_ARGS.items():
         value = args.get(arg, False)
         if not isinstance(value, bool):
-            raise ConfigError(f"student.{stage}.args.{arg} must be true or false; got {value!r}")
+            raise ConfigError(f"{setting}.{arg} must be true or false; got {value!r}")
         if value and not getattr(device, precision):
             raise ConfigError(
-                f"student.{stage}.args.{arg}: {PRECISION_NEEDS[precision]}; runtime.device resolved to {device.name} "
+                f"{setting}.{arg}: {PRECISION_NEEDS[precision]}; runtime.device resolved to {device.name} "
                 f"({device.type}). Set it to false (float32), or run where the device has it"
             )
     if args.get("bf16") and args.get("fp16"):
-        raise ConfigError(f"student.{stage}.args: bf16 and fp16 are both true; choose one")
+        raise ConfigError(f"{setting}: bf16 and fp16 are both true; choose one")
 
 
 def _check_lora(setting: str, lora: dict[str, Any]) -> None:
@@ -114,7 +116,13 @@ def _check_lora(setting: str, lora: dict[str, Any]) -> None:
 
 
 def trainer_settings(stage: str, student: dict[str, Any], output_dir: str, device: Device) -> dict[str, Any]:
-    """Keyword arguments of a stage's TRL config: its ``args`` and the pipeline's own settings.
+    """Keyword arguments of a student stage's TRL config (``student.<stage>.args``)."""
+    return trainer_args(student[stage].get("args"), seed=student.get("seed", 0), output_dir=output_dir, device=device)
+
+
+def trainer_args(args: dict[str, Any] | None, *, seed: int, output_dir: str, device: Device) -> dict[str, Any]:
+    """Keyword arguments of a TRL config, for every trainer of the project (the student's stages,
+    fine-tuning while pruning, recovery): ``args`` as given, and the pipeline's own settings.
 
     The device is ``runtime.device``'s. Float32 unless ``args`` ask for mixed precision (the
     weights stay float32 either way, so every saved model is an ordinary float32 directory).
@@ -126,10 +134,10 @@ def trainer_settings(stage: str, student: dict[str, Any], output_dir: str, devic
         "fp16": False,
         # Every parameter takes part in every forward pass: DDP need not search for unused ones.
         "ddp_find_unused_parameters": False,
-        **(student[stage].get("args") or {}),
+        **(args or {}),
         "output_dir": output_dir,
         "report_to": [],
-        "seed": student.get("seed", 0),
+        "seed": seed,
         "use_cpu": device.use_cpu,
         "dataloader_num_workers": 0,
         "save_strategy": "no",

@@ -32,7 +32,7 @@ from supertiny.compression.pruning import (
     slim_mlp,
 )
 from supertiny.compression.quantization import Recipe, quantize
-from supertiny.compression.settings import check_against_model, check_params
+from supertiny.compression.settings import check_against_model, check_params, recovery_steps
 from supertiny.compression.training import calibration_batches, distil, fine_tune
 from supertiny.datasets import ModelBundle, ModelDirectory
 from supertiny.errors import SupertinyError
@@ -99,7 +99,7 @@ def prune_student(
     manager = prepare_compression(model.to(device.type), mlp_pruning_config(pruning))
     dataset = sft_dataset(rows, tokenizer, student["tools_mode"])
     losses = fine_tune(
-        model, tokenizer, dataset, pruning["training"], student["max_length"], compression["seed"], device,
+        model, tokenizer, dataset, pruning["training"]["args"], student["max_length"], compression["seed"], device,
         callbacks=[INCPruningCallback(manager)],
     )
     pruned_layers = matching_modules(model, pruning["mlp"]["op_names"])
@@ -141,8 +141,9 @@ def recover_pruned(
     device = resolve_device(runtime)
     model = pruned_model.load_model(dtype=torch.float32)
     tokenizer = pruned_model.load_tokenizer()
-    report: dict[str, Any] = {"steps": recovery["steps"], "device": device.name}
-    if recovery["steps"]:
+    steps = recovery_steps(recovery)
+    report: dict[str, Any] = {"steps": steps, "device": device.name}
+    if steps:
         teacher = student_model.load_model(dtype=torch.float32)
         rows = _training_rows(distill_train, compression, tokenizer, student)
         dataset = sft_dataset(rows, tokenizer, student["tools_mode"])
