@@ -83,6 +83,13 @@ def test_trl_args_and_price_names_are_open():
     check_shape({"student": {"sft": {"args": {"any_trl_setting": 1}}}, "teacher": {"prices": {"my-model": {"prompt": 1, "completion": 2}}}})
 
 
+def test_default_tools_takes_all_or_a_list_of_tools():
+    check_shape({"data": {"default_tools": "all"}})
+    check_shape({"data": {"default_tools": [{"type": "function", "function": {"name": "lights_on"}}]}})
+    with pytest.raises(ConfigError, match=r"data.default_tools"):
+        check_shape({"data": {"default_tools": "every"}})
+
+
 def test_the_teacher_model_knows_every_field_of_the_typed_teacher_config():
     """TeacherConfig is what the teacher code reads: a field it has and the model lacks would be refused."""
     for config, model in [(TeacherConfig, parameters.Teacher), (LocalServerConfig, parameters.LocalServer),

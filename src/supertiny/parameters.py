@@ -65,7 +65,7 @@ class DataSplit(Section):
 class Data(Section):
     format: Literal[tuple(READERS)] | None = None
     fields: DataFields | None = None
-    default_tools: list[Any] | None = None
+    default_tools: Literal["all"] | list[Any] | None = None  # "all": every function the source's rows offer
     source_split: str | None = None
     max_line_bytes: int | None = None
     max_rejected_share: Number | None = None

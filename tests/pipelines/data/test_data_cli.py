@@ -76,5 +76,6 @@ def test_an_unknown_format_stops_the_run_before_any_node(kedro, project):
     result = kedro(project, "run", "--env", "badformat", "--pipelines", "data")
     assert result.returncode != 0
     output = result.stderr + result.stdout
-    assert "data.format: unknown format 'csv_chat'" in output and "Traceback" not in output
+    assert "data.format must be one of" in output and "'openai_chat'" in output and "got 'csv_chat'" in output
+    assert "Traceback" not in output
     assert not (outputs / "02_intermediate").exists()
