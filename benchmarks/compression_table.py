@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from supertiny.compression.pruning import parameter_count  # noqa: E402
 from supertiny.compression.quantization import Recipe, quantize  # noqa: E402
-from supertiny.compression.training import calibration_batches  # noqa: E402
+from supertiny.compression.fine_tuning import calibration_batches  # noqa: E402
 from supertiny.datasets import ModelBundle, ModelDataset, ModelDirectory  # noqa: E402
 from supertiny.inference import generate_answers, sample_requests, score_requests  # noqa: E402
 from supertiny.latency import measure_latency, memory_bandwidth_gbs, weight_bytes_per_token  # noqa: E402

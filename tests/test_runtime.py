@@ -13,7 +13,7 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 
 from supertiny import hooks
-from supertiny.compression.training import _config as compression_config
+from supertiny.compression.fine_tuning import _config as compression_config
 from supertiny.errors import ConfigError
 from supertiny.pipelines.student.pipeline import create_pipeline as student_pipeline
 from supertiny.runtime import CPU, Device, resolve_device, torch_threads

@@ -19,7 +19,7 @@ from supertiny.compression.pruning import (
     pruned_share,
     slim_mlp,
 )
-from supertiny.compression.training import calibration_batches, fine_tune
+from supertiny.compression.fine_tuning import calibration_batches, fine_tune
 from supertiny.runtime import CPU
 from supertiny.training.data import sft_dataset
 

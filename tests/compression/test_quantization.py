@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from supertiny.compression.quantization import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe, quantize, smooth_mlp
 from supertiny.compression.settings import check_quantization
-from supertiny.compression.training import calibration_batches
+from supertiny.compression.fine_tuning import calibration_batches
 from supertiny.datasets import ModelBundle, ModelDataset
 from supertiny.errors import ConfigError, SupertinyError
 from supertiny.latency import weight_bytes_per_token

@@ -33,7 +33,7 @@ from supertiny.compression.pruning import (
 )
 from supertiny.compression.quantization import Recipe, quantize
 from supertiny.compression.settings import check_against_model, check_params, recovery_steps
-from supertiny.compression.training import calibration_batches, distil, fine_tune
+from supertiny.compression.fine_tuning import calibration_batches, distil, fine_tune
 from supertiny.datasets import ModelBundle, ModelDirectory
 from supertiny.errors import SupertinyError
 from supertiny.runtime import resolve_device

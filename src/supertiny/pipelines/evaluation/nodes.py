@@ -631,8 +631,9 @@ def write_report(
         "## Summary\n\n" + summary_line(stage_metrics),
         "## Stages\n\nExact match (with its 95% Wilson interval), call exact match (over the requests that need a call), "
         "similarity and no-call accuracy on the same seeded test requests; always_no_call answers [] to every one, and a "
-        f"stage that does not beat it, or gets no call right, is marked \"{NOT_LEARNING}\". Latency is batch-1 greedy "
-        "generation of a fixed length on this machine, on the row's device (the teacher's: batch-1 requests to its endpoint); cost is machine "
+        f"stage that does not beat it, or gets no call right, is marked \"{NOT_LEARNING}\". Latency is batch-1 as "
+        "`supertiny serve` answers: each latency request alone, greedy, to the end of its answer (under its grammar when "
+        "constrained), on this machine and the row's device (the teacher's: batch-1 requests to its endpoint); cost is machine "
         "time per request at an hourly price, or an endpoint's tokens at its prices.\n\n" + table,
         errors,
         "## Exact match per function\n\n" + _markdown_table(function_accuracy.reset_index(names="function")),
