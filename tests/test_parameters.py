@@ -90,6 +90,13 @@ def test_default_tools_takes_all_or_a_list_of_tools():
         check_shape({"data": {"default_tools": "every"}})
 
 
+def test_the_data_fields_model_knows_every_record_field():
+    """data.fields maps the request record's fields (formats.RECORD_FIELDS): the model checks their names."""
+    from supertiny.formats import RECORD_FIELDS
+
+    assert set(parameters.DataFields.model_fields) == set(RECORD_FIELDS)
+
+
 def test_the_teacher_model_knows_every_field_of_the_typed_teacher_config():
     """TeacherConfig is what the teacher code reads: a field it has and the model lacks would be refused."""
     for config, model in [(TeacherConfig, parameters.Teacher), (LocalServerConfig, parameters.LocalServer),

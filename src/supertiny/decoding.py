@@ -42,7 +42,7 @@ import xgrammar
 from transformers import DynamicCache
 
 from supertiny.errors import ConfigError
-from supertiny.parameters import CONFIDENCE_SIGNALS
+from supertiny.parameters import CONFIDENCE_SIGNALS, check_section
 from supertiny.prompt import shared_prefix_ids
 
 
@@ -246,15 +246,8 @@ def decoder_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
     ``evaluation.fast_path`` (``jump_forward``, ``prefix_cache``; both on by default) and
     ``evaluation.no_call_threshold`` (a probability in (0, 1), or null: greedy)."""
     settings = evaluation.get("fast_path") or {}
-    unknown = set(settings) - {"jump_forward", "prefix_cache"}
-    if unknown:
-        raise ConfigError(f"evaluation.fast_path has unknown settings {sorted(unknown)}; known: jump_forward, prefix_cache")
-    checked = {}
-    for key in ("jump_forward", "prefix_cache"):
-        value = settings.get(key, True)
-        if not isinstance(value, bool):
-            raise ConfigError(f"evaluation.fast_path.{key} must be true or false; got {value!r}")
-        checked[key] = value
+    check_section("evaluation", {"fast_path": settings})  # its keys and their types: the parameters model's
+    checked = {key: settings.get(key, True) for key in ("jump_forward", "prefix_cache")}
     threshold = evaluation.get("no_call_threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1):
         raise ConfigError(f"evaluation.no_call_threshold must be a probability in (0, 1), or null (greedy); got {threshold!r}")

@@ -22,6 +22,7 @@ from supertiny.calls import check_tool_schema, parse_calls, validate_calls
 from supertiny.datasets import JSONLinesReader, UnparsedLine
 from supertiny.errors import ConfigError, DataError
 from supertiny.formats import FORMAT_COLUMNS, READERS, RECORD_FIELDS, RowError
+from supertiny.parameters import check_section
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,9 @@ def _plain(value: Any) -> Any:
 
 def source_settings(params: dict[str, Any]) -> dict[str, Any]:
     """``data.format``, ``data.fields``, ``data.max_line_bytes`` and ``data.max_rejected_share``, checked."""
+    check_section("data", params)  # known keys, a known format, field names: the parameters model's
     format_ = params.get("format") or "canonical"
-    if format_ not in READERS:
-        raise ConfigError(f"data.format: unknown format {format_!r} (expected one of {sorted(READERS)})")
     fields = params.get("fields") or {}
-    unknown = sorted(set(fields) - set(RECORD_FIELDS))
-    if unknown:
-        raise ConfigError(f"data.fields: unknown field(s) {unknown} (expected some of {list(RECORD_FIELDS)})")
     max_line_bytes = params.get("max_line_bytes")
     if max_line_bytes is not None and (isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1):
         raise ConfigError(f"data.max_line_bytes must be a positive number of bytes or null (no limit); got {max_line_bytes!r}")
