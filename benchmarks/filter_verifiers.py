@@ -1,6 +1,6 @@
 """What does each verifier accept, and how often is what it accepts right?
 
-Runs the filtering pipeline's own ``filter_candidates`` on the teacher's candidates (nothing is
+Runs the filtering pipeline's own steps (``run_filtering``) on the teacher's candidates (nothing is
 saved), with the configured verifiers and then with the LLM judge added before the reference
 check, so the judge sees every well-formed candidate and its verdicts can be compared with the
 references: acceptance by verifier and overall, the precision of the consistency verifier
@@ -37,7 +37,7 @@ def main() -> None:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from supertiny.pipelines.filtering.nodes import filter_candidates
+    from supertiny.pipelines.filtering.pipeline import run_filtering
 
     bootstrap_project(PROJECT)
     with KedroSession.create(project_path=PROJECT, env=args.env) as session:
@@ -53,7 +53,7 @@ def main() -> None:
 
     results = {}
     for label, verifiers in runs.items():
-        _, _, _, summary = filter_candidates(candidates, requests, test, {**params["filtering"], "verifiers": verifiers}, params["teacher"])
+        _, _, _, summary = run_filtering(candidates, requests, test, {**params["filtering"], "verifiers": verifiers}, params["teacher"])
         results[label] = summary
         print(f"\n{label}: verifiers {verifiers}")
         print(f"  candidates {summary['candidates']} for {summary['requests']} requests; accepted {summary['accepted_candidates']} "

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from supertiny.errors import ConfigError
-from supertiny.pipelines.filtering.nodes import check_params, filter_candidates
+from supertiny.pipelines.filtering.nodes import check_params
+from supertiny.pipelines.filtering.pipeline import run_filtering
 from supertiny.pipelines.filtering.verifiers import Item, verify_judge
 from supertiny.teacher.judge import Judgement, read_judgement
 
@@ -73,7 +74,8 @@ def test_the_judge_accepts_rejects_and_stores_its_reason_through_the_cache(reque
     assert [v.passed for v in verdicts] == [True, False, False]
     assert verdicts[0].reason == "judge: the kitchen lights, as asked"
     assert verdicts[1].reason.startswith("judge said unparsed") and verdicts[2].reason == "judge said no: no call, but the user wants light"
-    assert items[0].judgement == {"verdict": "yes", "reason": "the kitchen lights, as asked"}
+    assert verdicts[0].item.judgement == {"verdict": "yes", "reason": "the kitchen lights, as asked"}
+    assert items[0].judgement is None, "the judge returns a new item; the one it was given is as it was"
     # Greedy, at the judge's own token budget, whatever the teacher samples with.
     assert {body["temperature"] for body in server.chat_requests} == {0.0}
     assert {body["max_tokens"] for body in server.chat_requests} == {40}
@@ -104,13 +106,13 @@ def test_filtering_with_the_judge_keeps_its_verdict_and_reports_its_cost(request
               "selection": "first", "max_per_function": None, "seed": 0, "judge": {"max_tokens": 40, "teacher": {"model": "judge"}}}
     with fake_openai.FakeOpenAI(models=["judge"], reply=judge_reply) as server:
         teacher["base_url"] = server.base_url
-        examples, rejections, report, summary = filter_candidates(candidates, requests, [], params, {**teacher, "model": "nobody"})
+        examples, rejections, report, summary = run_filtering(candidates, requests, [], params, {**teacher, "model": "nobody"})
     assert [(e["id"], e["verifiers_passed"], e["judge"]["verdict"]) for e in examples] == [("a", ["format", "schema", "judge"], "yes")]
     assert [(r["request_id"], r["step"]) for r in rejections] == [("b", "judge")]
     assert summary["verifier_reports"]["judge"]["usage"]["requests_sent"] == 2
     assert summary["by_verifier"]["judge"] == 0.5
     with pytest.raises(ConfigError, match="the judge needs the teacher's settings"):
-        filter_candidates(candidates, requests, [], params)
+        run_filtering(candidates, requests, [], params)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
-"""Nodes of the filtering pipeline: rejection sampling of teacher candidates.
+"""Nodes of the filtering pipeline: rejection sampling of teacher candidates, one step a node.
 
-Every candidate runs through the configured verifiers in order; per request one (or every
-distinct) accepted answer is kept; duplicates across requests are dropped and frequent
-functions capped. Nothing is lost: every candidate that is not kept is in the rejections
-with the step that dropped it and why.
+parse (each candidate joined to its request, its calls parsed) → verify (the configured
+verifiers in order) → select (one, or every distinct, accepted answer per request) → dedup
+(across requests) → cap (frequent functions) → report. Nothing is lost: every candidate that
+is not kept is in the rejections with the step that dropped it and why.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from supertiny.calls import called_functions, canonical_key, exact_match, tool_names
 from supertiny.errors import ConfigError, SupertinyError
-from supertiny.pipelines.filtering.verifiers import VERIFIERS, Item, majority_verdicts
+from supertiny.pipelines.filtering.verifiers import VERIFIERS, Item, majority_verdicts, parse_item
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _items(candidates: list[dict], requests: list[dict], test_requests: list[dic
     if unknown:
         raise SupertinyError(f"{source}: {len(unknown)} request ids are not among the requests given to the teacher (e.g. {unknown[:5]})")
     samples = Counter(c["request_id"] for c in candidates)
-    return [Item(by_id[c["request_id"]], c, samples[c["request_id"]]) for c in candidates]
+    return [parse_item(by_id[c["request_id"]], c, samples[c["request_id"]]) for c in candidates]
 
 
 def _functions(item: Item) -> list[str]:
@@ -106,7 +107,7 @@ def _functions(item: Item) -> list[str]:
     the request is labelled, else the candidate's own."""
     calls = item.request.get("reference")
     if calls is None:
-        calls = item.calls if item.calls is not None else None
+        calls = item.calls
     if calls is None:
         return ["(unparsed)"]
     return called_functions(calls)
@@ -124,13 +125,62 @@ def _rejection(item: Item, step: str, reason: str) -> dict[str, Any]:
     }
 
 
-def _select(accepted: list[Item], selection: str) -> tuple[list[Item], list[Item]]:
-    """Per request: the first accepted sample, the most common accepted answer, or every
-    distinct accepted answer. Returns (kept, not kept)."""
+def _user_text(request: dict) -> str:
+    return " ".join(" ".join(m["content"] for m in request["messages"] if m["role"] == "user").split()).casefold()
+
+
+# ---- the steps, one node each (pipeline.py wires them) ---------------------------------------
+
+def parse_candidates(candidates: list[dict], requests: list[dict], test_requests: list[dict],
+                     params: dict[str, Any]) -> tuple[list[Item], dict[str, Any]]:
+    """Each candidate joined to its request and its calls parsed; the teacher's no-call share
+    checked before anything is kept. Returns (items, the no-call figures)."""
+    check_params(params)
+    items = _items(candidates, requests, test_requests, "filtering")
+    return items, check_no_call_share(items, params, "filtering")
+
+
+def verify_candidates(items: list[Item], params: dict[str, Any], teacher: dict[str, Any] | None = None,
+                      ) -> tuple[list[Item], list[dict], list[dict], dict[str, Any]]:
+    """The configured verifiers in order, each on the candidates the ones before it accepted.
+    Returns (accepted items, rejections, a report row per verifier, the verifiers' own reports).
+    ``teacher`` (the teacher's settings) is what the judge verifier talks through."""
+    rejections: list[dict] = []
+    rows: list[dict] = []
+    reports: dict[str, Any] = {}
+    alive = items
+    for name in params["verifiers"]:
+        settings = dict(params.get(name) or {})
+        if name == "judge":
+            if not teacher:
+                raise ConfigError("filtering.verifiers: the judge needs the teacher's settings (params:teacher)")
+            settings["teacher_params"] = teacher
+        result = VERIFIERS[name](alive, settings)
+        verdicts, report = result if isinstance(result, tuple) else (result, None)
+        if report is not None:
+            reports[name] = report
+        passed = []
+        for item, verdict in zip(alive, verdicts):
+            item = verdict.item or item
+            if verdict.passed is False:
+                rejections.append(_rejection(item, name, verdict.reason))
+                continue
+            passed.append(replace(item, passed=(*item.passed, name)) if verdict.passed else item)
+        applicable = sum(verdict.passed is not None for verdict in verdicts)
+        rows.append({"group": "verifier", "name": name, "candidates": applicable,
+                     "accepted": sum(bool(v.passed) for v in verdicts), "not_applicable": len(alive) - applicable})
+        alive = passed
+    return alive, rejections, rows, reports
+
+
+def select_answers(accepted: list[Item], params: dict[str, Any]) -> tuple[list[Item], list[dict]]:
+    """Per request (``filtering.selection``): the first accepted sample, the most common accepted
+    answer, or every distinct accepted answer. Returns (kept, rejections)."""
+    selection = params["selection"]
     by_request: dict[str, list[Item]] = defaultdict(list)
     for item in accepted:
         by_request[item.request["id"]].append(item)
-    kept, dropped = [], []
+    kept, rejections = [], []
     for items in by_request.values():
         items.sort(key=lambda item: item.candidate.get("sample", 0))
         keys = [canonical_key(item.calls, item.request["tools"]) for item in items]
@@ -142,94 +192,76 @@ def _select(accepted: list[Item], selection: str) -> tuple[list[Item], list[Item
         else:
             chosen = {keys.index(key) for key in dict.fromkeys(keys)}
         for position, item in enumerate(items):
-            (kept if position in chosen else dropped).append(item)
-    return kept, dropped
+            if position in chosen:
+                kept.append(item)
+            else:
+                rejections.append(_rejection(item, "selection", f"another accepted answer of this request was kept ({selection})"))
+    return kept, rejections
 
 
-def _user_text(request: dict) -> str:
-    return " ".join(" ".join(m["content"] for m in request["messages"] if m["role"] == "user").split()).casefold()
-
-
-def filter_candidates(
-    candidates: list[dict],
-    requests: list[dict],
-    test_requests: list[dict],
-    params: dict[str, Any],
-    teacher: dict[str, Any] | None = None,
-) -> tuple[list[dict], list[dict], pd.DataFrame, dict[str, Any]]:
-    """Rejection sampling: (kept examples, rejections, report table, summary).
-
-    ``teacher`` (the teacher's settings) is what the judge verifier talks through."""
-    check_params(params)
-    items = _items(candidates, requests, test_requests, "filtering")
-    no_call = check_no_call_share(items, params, "filtering")
-    rejections: list[dict] = []
-    table: list[dict] = []
-    verifier_reports: dict[str, Any] = {}
-    alive = items
-    for name in params["verifiers"]:
-        settings = dict(params.get(name) or {})
-        if name == "judge":
-            if teacher is None:
-                raise ConfigError("filtering.verifiers: the judge needs the teacher's settings (params:teacher)")
-            settings["teacher_params"] = teacher
-        result = VERIFIERS[name](alive, settings)
-        verdicts, report = result if isinstance(result, tuple) else (result, None)
-        if report is not None:
-            verifier_reports[name] = report
-        passed = [item for item, verdict in zip(alive, verdicts) if verdict.passed is not False]
-        for item, verdict in zip(alive, verdicts):
-            if verdict.passed is False:
-                rejections.append(_rejection(item, name, verdict.reason))
-            elif verdict.passed:
-                item.passed.append(name)
-        applicable = sum(verdict.passed is not None for verdict in verdicts)
-        table.append({"group": "verifier", "name": name, "candidates": applicable,
-                      "accepted": sum(bool(v.passed) for v in verdicts), "not_applicable": len(alive) - applicable})
-        alive = passed
-    accepted = alive
-
-    by_function_total: Counter = Counter()
-    by_function_accepted: Counter = Counter()
-    accepted_ids = {id(item) for item in accepted}
-    for item in items:
-        for function in _functions(item):
-            by_function_total[function] += 1
-            by_function_accepted[function] += id(item) in accepted_ids
-    table += [{"group": "function", "name": f, "candidates": n, "accepted": by_function_accepted[f], "not_applicable": 0}
-              for f, n in sorted(by_function_total.items())]
-    table.append({"group": "overall", "name": "all verifiers", "candidates": len(items), "accepted": len(accepted), "not_applicable": 0})
-
-    kept, not_selected = _select(accepted, params["selection"])
-    rejections += [_rejection(item, "selection", f"another accepted answer of this request was kept ({params['selection']})") for item in not_selected]
-
-    # The same request text with the same answer twice teaches nothing new.
+def drop_duplicates(selected: list[Item]) -> tuple[list[Item], list[dict]]:
+    """The same request text with the same answer twice teaches nothing new: the first stays.
+    Returns (kept, rejections)."""
     unique: dict[tuple[str, str], Item] = {}
-    for item in kept:
+    rejections = []
+    for item in selected:
         key = (_user_text(item.request), canonical_key(item.calls, item.request["tools"]))
         if key in unique:
             rejections.append(_rejection(item, "dedup", f"same request and answer as request {unique[key].request['id']!r}"))
         else:
             unique[key] = item
-    kept = list(unique.values())
+    return list(unique.values()), rejections
 
+
+def cap_functions(unique: list[Item], params: dict[str, Any]) -> tuple[list[Item], list[dict]]:
+    """At most ``filtering.max_per_function`` examples of each combination of called functions,
+    a seeded sample of them, so that a frequent function does not crowd out the rest.
+    Returns (kept, rejections)."""
     cap = params.get("max_per_function")
-    if cap:
-        groups: dict[tuple, list[Item]] = defaultdict(list)
-        for item in kept:
-            groups[tuple(called_functions(item.calls))].append(item)
-        rng = random.Random(params.get("seed", 0))
-        kept = []
-        for group, members in sorted(groups.items()):
-            chosen = set(range(len(members))) if len(members) <= cap else set(rng.sample(range(len(members)), cap))
-            for position, item in enumerate(members):
-                if position in chosen:
-                    kept.append(item)
-                else:
-                    rejections.append(_rejection(item, "cap", f"over max_per_function={cap} for {'+'.join(group)}"))
+    if not cap:
+        return unique, []
+    groups: dict[tuple, list[Item]] = defaultdict(list)
+    for item in unique:
+        groups[tuple(called_functions(item.calls))].append(item)
+    rng = random.Random(params.get("seed", 0))
+    kept, rejections = [], []
+    for group, members in sorted(groups.items()):
+        chosen = set(range(len(members))) if len(members) <= cap else set(rng.sample(range(len(members)), cap))
+        for position, item in enumerate(members):
+            if position in chosen:
+                kept.append(item)
+            else:
+                rejections.append(_rejection(item, "cap", f"over max_per_function={cap} for {'+'.join(group)}"))
+    return kept, rejections
+
+
+def report_filtering(
+    items: list[Item],
+    accepted: list[Item],
+    kept: list[Item],
+    verifier_rows: list[dict],
+    verifier_reports: dict[str, Any],
+    no_call: dict[str, Any],
+    params: dict[str, Any],
+    *step_rejections: list[dict],
+) -> tuple[list[dict], list[dict], pd.DataFrame, dict[str, Any]]:
+    """The kept candidates as training examples, every step's rejections in one table, the
+    acceptance report (by verifier, by function, overall) and the summary."""
+    rejections = [rejection for rejected in step_rejections for rejection in rejected]
+    accepted_keys = {item.key for item in accepted}
+    by_function_total: Counter = Counter()
+    by_function_accepted: Counter = Counter()
+    for item in items:
+        for function in _functions(item):
+            by_function_total[function] += 1
+            by_function_accepted[function] += item.key in accepted_keys
+    table = [*verifier_rows]
+    table += [{"group": "function", "name": f, "candidates": n, "accepted": by_function_accepted[f], "not_applicable": 0}
+              for f, n in sorted(by_function_total.items())]
+    table.append({"group": "overall", "name": "all verifiers", "candidates": len(items), "accepted": len(accepted), "not_applicable": 0})
 
     examples = [
-        {**item.request, "calls": item.calls, "sample": item.candidate.get("sample"), "verifiers_passed": item.passed,
+        {**item.request, "calls": item.calls, "sample": item.candidate.get("sample"), "verifiers_passed": list(item.passed),
          **({"judge": item.judgement} if item.judgement else {})}
         for item in sorted(kept, key=lambda item: (item.request["id"], item.candidate.get("sample", 0)))
     ]

@@ -2,7 +2,9 @@
 
 A verifier sees every candidate still standing after the verifiers before it (so that the
 consistency verifier can vote within a request's samples, and the judge can send its
-questions concurrently) and returns one :class:`Verdict` per candidate, in order.
+questions concurrently) and returns one :class:`Verdict` per candidate, in order. Items are
+frozen: a verifier that learns something about a candidate (the judge's judgement) says so in a
+new item on its verdict, so no step changes what an earlier step handed on.
 """
 
 from __future__ import annotations
@@ -10,28 +12,49 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from supertiny.calls import canonical_key, exact_match, parse_calls, similarity, validate_calls
 
 
-@dataclass
+@dataclass(frozen=True)
 class Item:
-    """A candidate with its request, and its calls once the format verifier has parsed them."""
+    """A candidate with its request, and its calls as parsed (None when they do not parse:
+    ``parse_error`` says why)."""
 
     request: dict[str, Any]
     candidate: dict[str, Any]
     samples: int  # how many candidates the request has in all (its k)
     calls: list[dict] | None = None
-    passed: list[str] = field(default_factory=list)  # verifiers that accepted it
+    parse_error: str | None = None
+    passed: tuple[str, ...] = ()  # verifiers that accepted it
     judgement: dict[str, str] | None = None  # the judge's verdict and reason, when it was asked
+
+    @property
+    def key(self) -> tuple[str, Any]:
+        """Which candidate this is: its request and sample."""
+        return self.request["id"], self.candidate.get("sample")
+
+
+def parse_item(request: dict[str, Any], candidate: dict[str, Any], samples: int) -> Item:
+    """The teacher's parsed calls, or its text parsed now (a hand-made candidates file may
+    carry only text); a failed teacher request has no calls."""
+    if candidate.get("error"):
+        reason = f"teacher request failed ({candidate.get('error_kind') or 'error'}): {candidate['error']}"
+        return Item(request, candidate, samples, parse_error=reason)
+    has_calls = candidate.get("calls") is not None
+    parsed = parse_calls(json.dumps(candidate["calls"]) if has_calls else candidate.get("text"))
+    if parsed.ok:
+        return Item(request, candidate, samples, calls=parsed.calls)
+    return Item(request, candidate, samples, parse_error=candidate.get("parse_error") or parsed.error)
 
 
 @dataclass(frozen=True)
 class Verdict:
     passed: bool | None  # None: the verifier does not apply to this candidate
     reason: str = ""
+    item: Item | None = None  # the candidate as the verifier leaves it, when it adds to it (the judge)
 
 
 # A verifier returns a verdict per item, or (verdicts, a report for filter_summary) when it has
@@ -41,22 +64,8 @@ NOT_APPLICABLE = Verdict(None, "not applicable")
 
 
 def verify_format(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
-    """The candidate is a list of calls: the teacher's parsed calls, or its text parsed now
-    (a hand-made candidates file may carry only text)."""
-    verdicts = []
-    for item in items:
-        candidate = item.candidate
-        if candidate.get("error"):
-            verdicts.append(Verdict(False, f"teacher request failed ({candidate.get('error_kind') or 'error'}): {candidate['error']}"))
-            continue
-        has_calls = candidate.get("calls") is not None
-        parsed = parse_calls(json.dumps(candidate["calls"]) if has_calls else candidate.get("text"))
-        if parsed.ok:
-            item.calls = parsed.calls
-            verdicts.append(Verdict(True))
-        else:
-            verdicts.append(Verdict(False, candidate.get("parse_error") or parsed.error))
-    return verdicts
+    """The candidate is a list of calls (:func:`parse_item` parsed it)."""
+    return [Verdict(True) if item.calls is not None else Verdict(False, item.parse_error or "no calls") for item in items]
 
 
 def verify_schema(items: list[Item], settings: dict[str, Any]) -> list[Verdict]:
@@ -137,10 +146,9 @@ def verify_judge(items: list[Item], settings: dict[str, Any]) -> tuple[list[Verd
     verdicts: list[Verdict] = [NOT_APPLICABLE] * len(items)
     agreement = Counter()
     for position, judgement in zip(asked, judgements):
-        item = items[position]
-        item.judgement = {"verdict": judgement.verdict, "reason": judgement.reason}
+        item = replace(items[position], judgement={"verdict": judgement.verdict, "reason": judgement.reason})
         verdicts[position] = Verdict(judgement.accepted, f"judge: {judgement.reason}" if judgement.accepted
-                                     else f"judge said {judgement.verdict}: {judgement.reason}")
+                                     else f"judge said {judgement.verdict}: {judgement.reason}", item)
         reference = item.request.get("reference")
         if reference is not None:
             right = exact_match(item.calls, reference, item.request["tools"])
