@@ -316,3 +316,14 @@ def test_any_seed_gives_valid_rows(seed):
 
 def test_module_docstring_says_how_to_regenerate():
     assert "python -m supertiny.demo_data.generator --seed 0 --out data/01_raw" in generator.__doc__
+
+
+def test_template_ids_are_written_out_and_checked():
+    from supertiny.demo_data import generator
+
+    with pytest.raises(AssertionError, match="used twice"):
+        generator.template("set_lights/01", "set_lights")
+    with pytest.raises(AssertionError, match="must be set_lights/NN"):
+        generator.template("set_light/99", "set_lights")
+    # The ids do not follow the order of registration: removing one would rename none.
+    assert len({t.id for t in generator.TEMPLATES}) == len(generator.TEMPLATES)

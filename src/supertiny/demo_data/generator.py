@@ -64,6 +64,11 @@ MIN_DISTRACTORS, MAX_DISTRACTORS = 3, 5
 NO_CALL_KINDS = ("chitchat", "out_of_scope", "missing_value")
 
 # ============================================================================ tool schemas
+# The schemas and the vocabularies below stay code, not data files: the schemas share pieces
+# (``_tool``, ``_time``, ``UNIT``, ``ROOMS``) that the templates' slots use as well, and each
+# vocabulary maps a surface form to the canonical value its schema's enum holds, which the
+# templates read as they build a reference. Kept together, a renamed enum value fails at
+# generation (``_arguments``) instead of drifting from a data file.
 
 ROOMS = [
     "living_room", "kitchen", "bedroom", "bathroom", "office", "hallway",
@@ -602,16 +607,20 @@ class Template:
 
 
 TEMPLATES: list[Template] = []
-_counts: Counter = Counter()
 
 
-def template(intent: str, style: str = "imp", kind: str | None = None, target=(), near=()):
+def template(tid: str, intent: str, style: str = "imp", kind: str | None = None, target=(), near=()):
+    """Register a template under its own id (``set_lights/03``, ``no_call/chitchat-02``): the id
+    is the group the data step splits by, so it is written out, never derived from the order
+    of registration, and a template added later renames no other."""
     kind = kind or ("parallel" if intent == "parallel" else "single")
+    key = f"no_call/{kind}" if intent == "no_call" else intent
+    if not re.fullmatch(rf"{re.escape(key)}[/-][0-9]+", tid):
+        raise AssertionError(f"template id {tid!r} must be {key}/NN (no_call: no_call/<kind>-NN)")
+    if any(t.id == tid for t in TEMPLATES):
+        raise AssertionError(f"template id {tid!r} is used twice")
 
     def register(build):
-        key = f"no_call/{kind}" if intent == "no_call" else intent
-        _counts[key] += 1
-        tid = f"{key}-{_counts[key]:02d}" if intent == "no_call" else f"{key}/{_counts[key]:02d}"
         TEMPLATES.append(Template(tid, intent, kind, style, build, tuple(target), tuple(near)))
         return build
 
@@ -622,19 +631,19 @@ def template(intent: str, style: str = "imp", kind: str | None = None, target=()
 ON_OFF = {"on": ["on"], "off": ["off"]}
 
 
-@template("set_lights")
+@template("set_lights/01", "set_lights")
 def _(c):
     state, room = c.one(ON_OFF), c.room()
     return f"{c.lit('turn', 'switch')} {state} the lights in the {room}", [call("set_lights", room=room, state=state)]
 
 
-@template("set_lights", style="terse")
+@template("set_lights/02", "set_lights", style="terse")
 def _(c):
     room, state = c.room(), c.one(ON_OFF)
     return f"{room} {c.lit('lights', 'light')} {state}", [call("set_lights", room=room, state=state)]
 
 
-@template("set_lights", style="other")
+@template("set_lights/03", "set_lights", style="other")
 def _(c):
     room = c.room()
     lead = c.lit("it's too dark", "it's really dark", "I can barely see anything")
@@ -642,19 +651,19 @@ def _(c):
     return f"{lead} in the {room}, can you {verb}?", [call("set_lights", room=room, state="on")]
 
 
-@template("set_lights")
+@template("set_lights/04", "set_lights")
 def _(c):
     room, level = c.room(), c.percent(c.rng.choice([10, 15, 20, 25, 30, 40, 50]))
     return f"dim the {room} lights to {level}", [call("set_lights", room=room, state="on", brightness=level)]
 
 
-@template("set_lights")
+@template("set_lights/05", "set_lights")
 def _(c):
     room, level = c.room(), c.percent(c.rng.choice(range(10, 101, 10)))
     return f"set the brightness in the {room} to {level}", [call("set_lights", room=room, state="on", brightness=level)]
 
 
-@template("set_lights")
+@template("set_lights/06", "set_lights")
 def _(c):
     state = c.one(ON_OFF)
     every = c.lit("every light in the house is", "all the lights are", "all the lights in the house are")
@@ -662,94 +671,94 @@ def _(c):
 
 
 # ---------------------------------------------------------------------------- set_light_color
-@template("set_light_color")
+@template("set_light_color/01", "set_light_color")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"{c.lit('change', 'switch')} the {room} lights to {color}", [call("set_light_color", room=room, color=color)]
 
 
-@template("set_light_color")
+@template("set_light_color/02", "set_light_color")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"make the lights in the {room} {color}", [call("set_light_color", room=room, color=color)]
 
 
-@template("set_light_color")
+@template("set_light_color/03", "set_light_color")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"set the {room} lighting {c.lit('color', 'colour')} to {color}", [call("set_light_color", room=room, color=color)]
 
 
-@template("set_light_color", style="other")
+@template("set_light_color/04", "set_light_color", style="other")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"{c.lit('I want', 'I would like', 'I feel like')} {color} light in the {room}", [call("set_light_color", room=room, color=color)]
 
 
-@template("set_light_color")
+@template("set_light_color/05", "set_light_color")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"turn the {room} lamps {color}", [call("set_light_color", room=room, color=color)]
 
 
-@template("set_light_color", style="other")
+@template("set_light_color/06", "set_light_color", style="other")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return f"can the {room} lights go {color}?", [call("set_light_color", room=room, color=color)]
 
 
 # ---------------------------------------------------------------------------- set_thermostat
-@template("set_thermostat")
+@template("set_thermostat/01", "set_thermostat")
 def _(c):
     t = c.temperature()
     return f"set the thermostat to {t}", [call("set_thermostat", **temp_args(t))]
 
 
-@template("set_thermostat")
+@template("set_thermostat/02", "set_thermostat")
 def _(c):
     room, t = c.room(exclude=("garage",)), c.temperature()
     return f"{c.lit('change', 'set')} the temperature in the {room} to {t}", [call("set_thermostat", **temp_args(t), room=room)]
 
 
-@template("set_thermostat", style="other")
+@template("set_thermostat/03", "set_thermostat", style="other")
 def _(c):
     t = c.temperature()
     lead = c.lit("I'm freezing", "it's chilly in here", "brr, it's cold")
     return f"{lead}, can you bump the heat up to {t}?", [call("set_thermostat", **temp_args(t))]
 
 
-@template("set_thermostat")
+@template("set_thermostat/04", "set_thermostat")
 def _(c):
     t = c.temperature()
     return f"make it {t} in here", [call("set_thermostat", **temp_args(t))]
 
 
-@template("set_thermostat")
+@template("set_thermostat/05", "set_thermostat")
 def _(c):
     room, t = c.room(exclude=("garage",)), c.temperature()
     return f"{c.lit('heat', 'warm')} the {room} to {t}", [call("set_thermostat", **temp_args(t), room=room)]
 
 
-@template("set_thermostat", style="other")
+@template("set_thermostat/06", "set_thermostat", style="other")
 def _(c):
     room, t = c.room(exclude=("garage",)), c.temperature()
     return f"{c.lit('I would like', 'I want', 'I need')} the {room} at {t}", [call("set_thermostat", **temp_args(t), room=room)]
 
 
 # ---------------------------------------------------------------------------- set_hvac_mode
-@template("set_hvac_mode")
+@template("set_hvac_mode/01", "set_hvac_mode")
 def _(c):
     mode = c.one(HVAC_MODES, exclude=("off",))
     return f"switch the climate system to {mode} mode", [call("set_hvac_mode", mode=mode)]
 
 
-@template("set_hvac_mode")
+@template("set_hvac_mode/02", "set_hvac_mode")
 def _(c):
     mode = c.one(HVAC_MODES, exclude=("off",))
     return f"put the {c.lit('HVAC', 'climate control')} on {mode}", [call("set_hvac_mode", mode=mode)]
 
 
-@template("set_hvac_mode")
+@template("set_hvac_mode/03", "set_hvac_mode")
 def _(c):
     action = c.choice(
         ("turn on the heating", "heat"), ("turn the heating on", "heat"), ("turn on the air conditioning", "cool"),
@@ -759,57 +768,57 @@ def _(c):
     return f"{action}", [call("set_hvac_mode", mode=action)]
 
 
-@template("set_hvac_mode", style="other")
+@template("set_hvac_mode/04", "set_hvac_mode", style="other")
 def _(c):
     mode = c.one(HVAC_MODES)
     return f"can you change the climate mode to {mode}?", [call("set_hvac_mode", mode=mode)]
 
 
-@template("set_hvac_mode")
+@template("set_hvac_mode/05", "set_hvac_mode")
 def _(c):
     mode = c.one(HVAC_MODES)
     return f"set the thermostat mode to {mode}", [call("set_hvac_mode", mode=mode)]
 
 
-@template("set_hvac_mode", style="other")
+@template("set_hvac_mode/06", "set_hvac_mode", style="other")
 def _(c):
     mode = c.one(HVAC_MODES, exclude=("off",))
     return f"I want the heat pump in {mode} mode", [call("set_hvac_mode", mode=mode)]
 
 
 # ---------------------------------------------------------------------------- set_blinds
-@template("set_blinds")
+@template("set_blinds/01", "set_blinds")
 def _(c):
     action, room = c.choice(("open", 100), ("close", 0)), c.room(exclude=NO_BLINDS)
     return f"{action} the {room} {c.lit('blinds', 'shades')}", [call("set_blinds", room=room, position=action)]
 
 
-@template("set_blinds")
+@template("set_blinds/02", "set_blinds")
 def _(c):
     action, room = c.choice(("lower", 0), ("raise", 100)), c.room(exclude=NO_BLINDS)
     return f"{action} the blinds in the {room}", [call("set_blinds", room=room, position=action)]
 
 
-@template("set_blinds")
+@template("set_blinds/03", "set_blinds")
 def _(c):
     room, half = c.room(exclude=NO_BLINDS), c.slot(c.lit("halfway", "half way"), 50)
     return f"open the {room} {c.lit('blinds', 'shades')} {half}", [call("set_blinds", room=room, position=half)]
 
 
-@template("set_blinds")
+@template("set_blinds/04", "set_blinds")
 def _(c):
     room, level = c.room(exclude=NO_BLINDS), c.percent(c.rng.choice(range(10, 100, 10)))
     return f"set the {room} blinds to {level} open", [call("set_blinds", room=room, position=level)]
 
 
-@template("set_blinds", style="other")
+@template("set_blinds/05", "set_blinds", style="other")
 def _(c):
     room = c.room(exclude=NO_BLINDS)
     lead = c.lit("the sun is in my eyes", "there's way too much glare", "the neighbours can see in")
     return f"{lead}, close the {room} blinds", [call("set_blinds", room=room, position=0)]
 
 
-@template("set_blinds", style="other")
+@template("set_blinds/06", "set_blinds", style="other")
 def _(c):
     direction, room = c.choice(("up", 100), ("down", 0)), c.room(exclude=NO_BLINDS)
     return f"can you pull {direction} the {room} shades?", [call("set_blinds", room=room, position=direction)]
@@ -819,37 +828,37 @@ def _(c):
 LOCK = (("lock", True), ("unlock", False))
 
 
-@template("set_door_lock")
+@template("set_door_lock/01", "set_door_lock")
 def _(c):
     lock, door = c.choice(*LOCK), c.one(DOORS)
     return f"{lock} the {door}", [call("set_door_lock", door=door, locked=lock)]
 
 
-@template("set_door_lock", style="other")
+@template("set_door_lock/02", "set_door_lock", style="other")
 def _(c):
     door = c.one(DOORS)
     return f"did I leave the {door} unlocked? {c.lit('lock it', 'please lock it', 'lock it if so')}", [call("set_door_lock", door=door, locked=True)]
 
 
-@template("set_door_lock")
+@template("set_door_lock/03", "set_door_lock")
 def _(c):
     who, door = c.free(c.rng.choice(CONTACTS)), c.one(DOORS)
     return f"let {who} in, unlock the {door}", [call("set_door_lock", door=door, locked=False)]
 
 
-@template("set_door_lock")
+@template("set_door_lock/04", "set_door_lock")
 def _(c):
     door = c.one(DOORS)
     return f"make sure the {door} is locked", [call("set_door_lock", door=door, locked=True)]
 
 
-@template("set_door_lock")
+@template("set_door_lock/05", "set_door_lock")
 def _(c):
     door = c.one(DOORS)
     return f"{c.lit('secure', 'bolt')} the {door}", [call("set_door_lock", door=door, locked=True)]
 
 
-@template("set_door_lock", style="other")
+@template("set_door_lock/06", "set_door_lock", style="other")
 def _(c):
     door = c.one(DOORS)
     lead = c.lit("I'm expecting a delivery", "the cleaner is here", "my friends just arrived")
@@ -857,66 +866,66 @@ def _(c):
 
 
 # ---------------------------------------------------------------------------- set_garage_door
-@template("set_garage_door")
+@template("set_garage_door/01", "set_garage_door")
 def _(c):
     action = c.choice(("open", "open"), ("close", "close"))
     return f"{action} the garage door", [call("set_garage_door", action=action)]
 
 
-@template("set_garage_door", style="other")
+@template("set_garage_door/02", "set_garage_door", style="other")
 def _(c):
     lead = c.lit("I'm pulling into the driveway", "I'm almost home", "I just got home")
     return f"{lead}, open the garage", [call("set_garage_door", action="open")]
 
 
-@template("set_garage_door")
+@template("set_garage_door/03", "set_garage_door")
 def _(c):
     direction = c.choice(("up", "open"), ("down", "close"))
     return f"put the garage door {direction}", [call("set_garage_door", action=direction)]
 
 
-@template("set_garage_door", style="other")
+@template("set_garage_door/04", "set_garage_door", style="other")
 def _(c):
     return f"did I leave the garage open? {c.lit('close it', 'shut it', 'close it please')}", [call("set_garage_door", action="close")]
 
 
-@template("set_garage_door", style="other")
+@template("set_garage_door/05", "set_garage_door", style="other")
 def _(c):
     action = c.choice(("raise", "open"), ("lower", "close"))
     return f"can you {action} the garage door?", [call("set_garage_door", action=action)]
 
 
 # ---------------------------------------------------------------------------- start_vacuum
-@template("start_vacuum")
+@template("start_vacuum/01", "start_vacuum")
 def _(c):
     room = c.room()
     return f"vacuum the {room}", [call("start_vacuum", room=room)]
 
 
-@template("start_vacuum")
+@template("start_vacuum/02", "start_vacuum")
 def _(c):
     return c.lit("start the robot vacuum", "run the vacuum cleaner", "start the vacuum", "get the robot vacuum going"), [call("start_vacuum")]
 
 
-@template("start_vacuum")
+@template("start_vacuum/03", "start_vacuum")
 def _(c):
     mode = c.one(VACUUM_MODES)
     return f"run the {c.lit('vacuum', 'robot vacuum')} in {mode} mode", [call("start_vacuum", mode=mode)]
 
 
-@template("start_vacuum", style="other")
+@template("start_vacuum/04", "start_vacuum", style="other")
 def _(c):
     room, mode = c.room(), c.one(VACUUM_MODES)
     return f"the {room} floor is a mess, send the robot vacuum in there on {mode}", [call("start_vacuum", room=room, mode=mode)]
 
 
-@template("start_vacuum")
+@template("start_vacuum/05", "start_vacuum")
 def _(c):
     room = c.room()
     return f"have the robot vacuum clean the {room}", [call("start_vacuum", room=room)]
 
 
-@template("start_vacuum", style="other")
+@template("start_vacuum/06", "start_vacuum", style="other")
 def _(c):
     room = c.room()
     mess = c.lit("I spilled crumbs all over", "the dog shed everywhere in", "there's sand all over")
@@ -924,88 +933,88 @@ def _(c):
 
 
 # ---------------------------------------------------------------------------- play_music
-@template("play_music")
+@template("play_music/01", "play_music")
 def _(c):
     song, artist = SONGS[c.rng.randrange(len(SONGS))]
     song, artist = c.free(song), c.free(artist)
     return f"play {song} by {artist}", [call("play_music", song=song, artist=artist)]
 
 
-@template("play_music")
+@template("play_music/02", "play_music")
 def _(c):
     genre = c.one(GENRES)
     return f"put on some {genre}", [call("play_music", genre=genre)]
 
 
-@template("play_music")
+@template("play_music/03", "play_music")
 def _(c):
     playlist = c.free(c.rng.choice(PLAYLISTS))
     return f"play my {playlist} playlist", [call("play_music", playlist=playlist)]
 
 
-@template("play_music")
+@template("play_music/04", "play_music")
 def _(c):
     artist, source = c.free(c.rng.choice(ARTISTS)), c.one(SOURCES)
     return f"play {artist} on {source}", [call("play_music", artist=artist, source=source)]
 
 
-@template("play_music")
+@template("play_music/05", "play_music")
 def _(c):
     artist = c.free(c.rng.choice(ARTISTS))
     return f"shuffle {c.lit('songs by', 'some', 'music by')} {artist}", [call("play_music", artist=artist, shuffle=True)]
 
 
-@template("play_music", style="other")
+@template("play_music/06", "play_music", style="other")
 def _(c):
     song = c.free(c.rng.choice(SONGS)[0])
     return f"I {c.lit('want', 'would love', 'need')} to hear {song}", [call("play_music", song=song)]
 
 
-@template("play_music", style="other")
+@template("play_music/07", "play_music", style="other")
 def _(c):
     genre, source = c.one(GENRES), c.one(SOURCES)
     return f"I'm in the mood for some {genre} on {source}", [call("play_music", genre=genre, source=source)]
 
 
-@template("play_music")
+@template("play_music/08", "play_music")
 def _(c):
     return c.lit("play some music", "put some music on", "play something"), [call("play_music")]
 
 
 # ---------------------------------------------------------------------------- media_control
-@template("media_control")
+@template("media_control/01", "media_control")
 def _(c):
     action = c.choice(("pause", "pause"), ("stop", "stop"), ("resume", "resume"))
     return f"{action} the {c.lit('music', 'song', 'playback')}", [call("media_control", action=action)]
 
 
-@template("media_control")
+@template("media_control/02", "media_control")
 def _(c):
     return f"skip this {c.lit('song', 'track', 'one')}", [call("media_control", action="next")]
 
 
-@template("media_control")
+@template("media_control/03", "media_control")
 def _(c):
     return f"go back to the previous {c.lit('song', 'track')}", [call("media_control", action="previous")]
 
 
-@template("media_control", style="other")
+@template("media_control/04", "media_control", style="other")
 def _(c):
     return f"{c.lit('I hate this song', 'ugh, not this song', 'this song is terrible')}, skip it", [call("media_control", action="next")]
 
 
-@template("media_control", style="other")
+@template("media_control/05", "media_control", style="other")
 def _(c):
     verb = c.lit("unpause", "resume", "continue")
     return f"can you {verb} the {c.lit('music', 'song')}?", [call("media_control", action="resume")]
 
 
-@template("media_control")
+@template("media_control/06", "media_control")
 def _(c):
     return f"play the {c.lit('last', 'previous')} {c.lit('song', 'track')} again", [call("media_control", action="previous")]
 
 
-@template("media_control", style="terse")
+@template("media_control/07", "media_control", style="terse")
 def _(c):
     return c.lit("next track", "next song", "next"), [call("media_control", action="next")]
 
@@ -1014,50 +1023,50 @@ def _(c):
 VOLUMES = list(range(5, 101, 5))
 
 
-@template("set_volume")
+@template("set_volume/01", "set_volume")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES))
     return f"set the volume to {level}", [call("set_volume", level=level)]
 
 
-@template("set_volume")
+@template("set_volume/02", "set_volume")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES))
     return f"turn the volume {'up' if level.value >= 50 else 'down'} to {level}", [call("set_volume", level=level)]
 
 
-@template("set_volume", style="terse")
+@template("set_volume/03", "set_volume", style="terse")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES))
     return f"volume {level}", [call("set_volume", level=level)]
 
 
-@template("set_volume", style="other")
+@template("set_volume/04", "set_volume", style="other")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES[:8]))
     return f"{c.lit('it is too loud', 'that is way too loud', 'too loud')}, bring it down to {level}", [call("set_volume", level=level)]
 
 
-@template("set_volume")
+@template("set_volume/05", "set_volume")
 def _(c):
     level = c.percent(c.rng.choice(VOLUMES))
     return f"change the {c.lit('speaker', 'music', 'car')} volume to {level}", [call("set_volume", level=level)]
 
 
-@template("set_volume", style="other")
+@template("set_volume/06", "set_volume", style="other")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES))
     return f"can you make the volume {level} percent?", [call("set_volume", level=level)]
 
 
 # ---------------------------------------------------------------------------- navigate_to
-@template("navigate_to")
+@template("navigate_to/01", "navigate_to")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     return f"navigate to {dest}", [call("navigate_to", destination=dest)]
 
 
-@template("navigate_to")
+@template("navigate_to/02", "navigate_to")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     if c.chance(0.5):
@@ -1066,27 +1075,27 @@ def _(c):
     return f"take me to {dest}", [call("navigate_to", destination=dest)]
 
 
-@template("navigate_to")
+@template("navigate_to/03", "navigate_to")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     return f"get me directions to {dest}", [call("navigate_to", destination=dest)]
 
 
-@template("navigate_to", style="other")
+@template("navigate_to/04", "navigate_to", style="other")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     avoid = c.slot(c.lit("without taking the highway", "but avoid highways", "and I don't want highways"), True)
     return f"I need to get to {dest} {avoid}", [call("navigate_to", destination=dest, avoid_highways=avoid)]
 
 
-@template("navigate_to")
+@template("navigate_to/05", "navigate_to")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     avoid = c.slot(c.lit("avoid tolls and highways", "no tolls and no highways", "stay off highways and toll roads"), True)
     return f"start route guidance to {dest}, {avoid}", [call("navigate_to", destination=dest, avoid_tolls=avoid, avoid_highways=avoid)]
 
 
-@template("navigate_to", style="other")
+@template("navigate_to/06", "navigate_to", style="other")
 def _(c):
     dest = c.free(c.rng.choice(DESTINATIONS))
     lead = c.lit("let's drive to", "let's head to", "we're going to")
@@ -1097,141 +1106,141 @@ def _(c):
 OPEN_NOW = ("open now", "open right now", "still open")
 
 
-@template("find_nearby")
+@template("find_nearby/01", "find_nearby")
 def _(c):
     cat = c.category()
     return f"find {a(cat)} {cat} {c.lit('nearby', 'near me', 'close by')}", [call("find_nearby", category=cat)]
 
 
-@template("find_nearby", style="other")
+@template("find_nearby/02", "find_nearby", style="other")
 def _(c):
     cat = c.category()
     return f"where's the {c.lit('nearest', 'closest')} {cat}?", [call("find_nearby", category=cat)]
 
 
-@template("find_nearby")
+@template("find_nearby/03", "find_nearby")
 def _(c):
     cat, now = c.category(), c.slot(c.lit(*OPEN_NOW), True)
     return f"look for {a(cat)} {cat} that's {now}", [call("find_nearby", category=cat, open_now=now)]
 
 
-@template("find_nearby", style="other")
+@template("find_nearby/04", "find_nearby", style="other")
 def _(c):
     cat, km = c.category(), c.number(c.rng.randint(1, 20))
     return f"is there {a(cat)} {cat} within {km} {c.lit('kilometers', 'km', 'kilometres')}?", [call("find_nearby", category=cat, max_distance_km=km)]
 
 
-@template("find_nearby", style="other")
+@template("find_nearby/05", "find_nearby", style="other")
 def _(c):
     cat = c.category(plural=True)
     return f"{c.lit('any', 'are there any')} {cat} around here?", [call("find_nearby", category=cat)]
 
 
-@template("find_nearby")
+@template("find_nearby/06", "find_nearby")
 def _(c):
     cat, km, now = c.category(plural=True), c.number(c.rng.randint(1, 20)), c.slot(c.lit(*OPEN_NOW), True)
     return f"search for {cat} within {km} km that are {now}", [call("find_nearby", category=cat, open_now=now, max_distance_km=km)]
 
 
 # ---------------------------------------------------------------------------- set_car_windows
-@template("set_car_windows")
+@template("set_car_windows/01", "set_car_windows")
 def _(c):
     action, window = c.choice(("open", "open"), ("close", "close")), c.one(WINDOWS)
     return f"{action} {window}", [call("set_car_windows", window=window, action=action)]
 
 
-@template("set_car_windows")
+@template("set_car_windows/02", "set_car_windows")
 def _(c):
     window = c.one(WINDOWS)
     return f"{c.lit('crack', 'crack open')} {window}", [call("set_car_windows", window=window, action="vent")]
 
 
-@template("set_car_windows")
+@template("set_car_windows/03", "set_car_windows")
 def _(c):
     direction, window = c.choice(("up", "close"), ("down", "open")), c.one(WINDOWS)
     return f"roll {direction} {window}", [call("set_car_windows", window=window, action=direction)]
 
 
-@template("set_car_windows", style="other")
+@template("set_car_windows/04", "set_car_windows", style="other")
 def _(c):
     window = c.one(WINDOWS)
     return f"it's {c.lit('stuffy', 'so stuffy', 'a bit stuffy')} in here, can you vent {window}?", [call("set_car_windows", window=window, action="vent")]
 
 
-@template("set_car_windows", style="other")
+@template("set_car_windows/05", "set_car_windows", style="other")
 def _(c):
     window = c.one(WINDOWS)
     lead = c.lit("it's starting to rain", "we're getting on the highway", "it's getting cold")
     return f"{lead}, close {window}", [call("set_car_windows", window=window, action="close")]
 
 
-@template("set_car_windows", style="other")
+@template("set_car_windows/06", "set_car_windows", style="other")
 def _(c):
     window = c.one(WINDOWS)
     return f"can you shut {window}?", [call("set_car_windows", window=window, action="close")]
 
 
 # ---------------------------------------------------------------------------- set_car_lock
-@template("set_car_lock")
+@template("set_car_lock/01", "set_car_lock")
 def _(c):
     lock = c.choice(*LOCK)
     return f"{lock} {c.lit('the car', 'my car', 'the car doors')}", [call("set_car_lock", locked=lock)]
 
 
-@template("set_car_lock", style="other")
+@template("set_car_lock/02", "set_car_lock", style="other")
 def _(c):
     return f"did I lock the car? {c.lit('lock it', 'lock it please', 'if not, lock it')}", [call("set_car_lock", locked=True)]
 
 
-@template("set_car_lock", style="other")
+@template("set_car_lock/03", "set_car_lock", style="other")
 def _(c):
     lead = c.lit("I'm at the car", "I'm standing next to the car", "I'm back at the car")
     return f"{lead}, unlock it", [call("set_car_lock", locked=False)]
 
 
-@template("set_car_lock")
+@template("set_car_lock/04", "set_car_lock")
 def _(c):
     return c.lit("secure the vehicle", "lock up the car", "lock the vehicle"), [call("set_car_lock", locked=True)]
 
 
-@template("set_car_lock", style="other")
+@template("set_car_lock/05", "set_car_lock", style="other")
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return f"{who} needs something from the car, can you unlock it?", [call("set_car_lock", locked=False)]
 
 
 # ---------------------------------------------------------------------------- set_seat_heating
-@template("set_seat_heating")
+@template("set_seat_heating/01", "set_seat_heating")
 def _(c):
     seat = c.one(SEATS)
     return f"turn on the {seat} {c.lit('heater', 'heating')}", [call("set_seat_heating", seat=seat)]
 
 
-@template("set_seat_heating")
+@template("set_seat_heating/02", "set_seat_heating")
 def _(c):
     seat, level = c.one(SEATS), c.one(HEAT_LEVELS)
     return f"set the {seat} heating to {level}", [call("set_seat_heating", seat=seat, level=level)]
 
 
-@template("set_seat_heating")
+@template("set_seat_heating/03", "set_seat_heating")
 def _(c):
     seat = c.one(SEATS)
     return f"switch off the heated {seat}", [call("set_seat_heating", seat=seat, level=0)]
 
 
-@template("set_seat_heating", style="other")
+@template("set_seat_heating/04", "set_seat_heating", style="other")
 def _(c):
     who, seat = c.free(c.rng.choice(CONTACTS)), c.one(SEATS, exclude=("driver",))
     return f"{who} is cold, warm up the {seat}", [call("set_seat_heating", seat=seat)]
 
 
-@template("set_seat_heating", style="terse")
+@template("set_seat_heating/05", "set_seat_heating", style="terse")
 def _(c):
     seat, level = c.one(SEATS), c.one(HEAT_LEVELS)
     return f"{seat} heat {level}", [call("set_seat_heating", seat=seat, level=level)]
 
 
-@template("set_seat_heating")
+@template("set_seat_heating/06", "set_seat_heating")
 def _(c):
     seat, level = c.one(SEATS), c.one(HEAT_LEVELS, value=3)
     return f"crank the seat heater for the {seat} up to {level}", [call("set_seat_heating", seat=seat, level=level)]
@@ -1241,62 +1250,62 @@ def _(c):
 CHARGE_LIMITS = list(range(50, 101, 5))
 
 
-@template("start_charging")
+@template("start_charging/01", "start_charging")
 def _(c):
     return c.lit("start charging the car", "start charging", "begin charging"), [call("start_charging")]
 
 
-@template("start_charging")
+@template("start_charging/02", "start_charging")
 def _(c):
     limit = c.percent(c.rng.choice(CHARGE_LIMITS))
     return f"charge the car to {limit}", [call("start_charging", limit_percent=limit)]
 
 
-@template("start_charging", style="other")
+@template("start_charging/03", "start_charging", style="other")
 def _(c):
     limit = c.percent(c.rng.choice(CHARGE_LIMITS))
     return f"I'm plugged in, charge up to {limit}", [call("start_charging", limit_percent=limit)]
 
 
-@template("start_charging", style="other")
+@template("start_charging/04", "start_charging", style="other")
 def _(c):
     return c.lit("can you start a charging session?", "can we start charging now?", "could the car start charging?"), [call("start_charging")]
 
 
-@template("start_charging")
+@template("start_charging/05", "start_charging")
 def _(c):
     limit = c.percent(c.rng.choice(CHARGE_LIMITS))
     return f"top up the battery to {limit}", [call("start_charging", limit_percent=limit)]
 
 
-@template("start_charging", style="other")
+@template("start_charging/06", "start_charging", style="other")
 def _(c):
     limit = c.percent(c.rng.choice(CHARGE_LIMITS))
     return f"I need the car at {limit} by {c.lit('morning', 'tomorrow', 'the weekend')}, start charging", [call("start_charging", limit_percent=limit)]
 
 
 # ---------------------------------------------------------------------------- stop_charging
-@template("stop_charging")
+@template("stop_charging/01", "stop_charging")
 def _(c):
     return c.lit("stop charging", "stop charging the car", "stop the charging"), [call("stop_charging")]
 
 
-@template("stop_charging")
+@template("stop_charging/02", "stop_charging")
 def _(c):
     return c.lit("end the charging session", "end charging", "end the charge"), [call("stop_charging")]
 
 
-@template("stop_charging", style="other")
+@template("stop_charging/03", "stop_charging", style="other")
 def _(c):
     return f"{c.lit('I need to leave now', 'I am heading out', 'I am about to unplug')}, stop charging", [call("stop_charging")]
 
 
-@template("stop_charging")
+@template("stop_charging/04", "stop_charging")
 def _(c):
     return c.lit("cancel charging", "cancel the charge", "cancel the charging session"), [call("stop_charging")]
 
 
-@template("stop_charging", style="other")
+@template("stop_charging/05", "stop_charging", style="other")
 def _(c):
     return c.lit("can you halt the charging?", "can you pause charging?", "could you halt charging the car?"), [call("stop_charging")]
 
@@ -1305,298 +1314,298 @@ def _(c):
 CAR_C, CAR_F = (18, 24), (64, 76)
 
 
-@template("precondition_cabin")
+@template("precondition_cabin/01", "precondition_cabin")
 def _(c):
     return c.lit("warm up the car", "preheat the car", "precondition the car", "get the car warmed up"), [call("precondition_cabin")]
 
 
-@template("precondition_cabin")
+@template("precondition_cabin/02", "precondition_cabin")
 def _(c):
     t = c.temperature(CAR_C, CAR_F)
     return f"{c.lit('precondition the cabin', 'preheat the car', 'precondition the car')} to {t}", [call("precondition_cabin", **temp_args(t))]
 
 
-@template("precondition_cabin")
+@template("precondition_cabin/03", "precondition_cabin")
 def _(c):
     time = c.time(CAR_HOURS)
     return f"{c.lit('start heating the car', 'start warming up the car', 'preheat the car')} at {time}", [call("precondition_cabin", start_time=time)]
 
 
-@template("precondition_cabin", style="other")
+@template("precondition_cabin/04", "precondition_cabin", style="other")
 def _(c):
     t = c.temperature(CAR_C, CAR_F)
     lead = c.lit("it's freezing outside", "it's icy out there", "it's so cold today")
     return f"{lead}, preheat the cabin to {t}", [call("precondition_cabin", **temp_args(t))]
 
 
-@template("precondition_cabin")
+@template("precondition_cabin/05", "precondition_cabin")
 def _(c):
     t, time = c.temperature(CAR_C, CAR_F), c.time(CAR_HOURS)
     return f"cool down the car to {t} at {time}", [call("precondition_cabin", **temp_args(t), start_time=time)]
 
 
-@template("precondition_cabin", style="other")
+@template("precondition_cabin/06", "precondition_cabin", style="other")
 def _(c):
     time = c.time(CAR_HOURS)
     return f"can you get the car's climate going at {time}?", [call("precondition_cabin", start_time=time)]
 
 
 # ---------------------------------------------------------------------------- check_vehicle_status
-@template("check_vehicle_status", style="other")
+@template("check_vehicle_status/01", "check_vehicle_status", style="other")
 def _(c):
     item = c.one(VEHICLE_ITEMS)
     return f"what's the car's {item}?", [call("check_vehicle_status", item=item)]
 
 
-@template("check_vehicle_status")
+@template("check_vehicle_status/02", "check_vehicle_status")
 def _(c):
     item = c.one(VEHICLE_ITEMS)
     return f"check the {item}", [call("check_vehicle_status", item=item)]
 
 
-@template("check_vehicle_status", style="other")
+@template("check_vehicle_status/03", "check_vehicle_status", style="other")
 def _(c):
     text = c.lit("how far can I drive before I need to charge?", "how many miles can I go on this charge?", "how far will the battery get me?")
     return text, [call("check_vehicle_status", item="range")]
 
 
-@template("check_vehicle_status", style="other")
+@template("check_vehicle_status/04", "check_vehicle_status", style="other")
 def _(c):
     return c.lit("is the car locked?", "did I lock my car?", "are the car doors locked?"), [call("check_vehicle_status", item="locks")]
 
 
-@template("check_vehicle_status")
+@template("check_vehicle_status/05", "check_vehicle_status")
 def _(c):
     item = c.one(VEHICLE_ITEMS)
     return f"tell me my car's {item}", [call("check_vehicle_status", item=item)]
 
 
-@template("check_vehicle_status", style="other")
+@template("check_vehicle_status/06", "check_vehicle_status", style="other")
 def _(c):
     return c.lit("how much battery do I have left?", "what's my battery at?", "how much charge is left?"), [call("check_vehicle_status", item="battery")]
 
 
-@template("check_vehicle_status", style="other")
+@template("check_vehicle_status/07", "check_vehicle_status", style="other")
 def _(c):
     return c.lit("do my tires need air?", "are my tyres okay?", "is my tire pressure low?"), [call("check_vehicle_status", item="tire_pressure")]
 
 
 # ---------------------------------------------------------------------------- make_call
-@template("make_call")
+@template("make_call/01", "make_call")
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return f"call {who}", [call("make_call", contact=who)]
 
 
-@template("make_call")
+@template("make_call/02", "make_call")
 def _(c):
     who, kind = c.free(c.rng.choice(CONTACTS)), c.one(NUMBER_TYPES)
     return f"call {who}'s {kind} number", [call("make_call", contact=who, number_type=kind)]
 
 
-@template("make_call", style="other")
+@template("make_call/03", "make_call", style="other")
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return f"can you get {who} on the phone?", [call("make_call", contact=who)]
 
 
-@template("make_call")
+@template("make_call/04", "make_call")
 def _(c):
     who, where = c.free(c.rng.choice(CONTACTS)), c.choice(("home", "home"), ("work", "work"))
     return f"dial {who} at {where}", [call("make_call", contact=who, number_type=where)]
 
 
-@template("make_call", style="other")
+@template("make_call/05", "make_call", style="other")
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return f"I need to talk to {who}, {c.lit('give them a call', 'ring them', 'call them')}", [call("make_call", contact=who)]
 
 
-@template("make_call")
+@template("make_call/06", "make_call")
 def _(c):
     who, phone = c.free(c.rng.choice(CONTACTS)), c.one(PHONES)
     return f"phone {who} on their {phone}", [call("make_call", contact=who, number_type=phone)]
 
 
 # ---------------------------------------------------------------------------- send_message
-@template("send_message")
+@template("send_message/01", "send_message")
 def _(c):
     who, text = c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(MESSAGES))
     return f"text {who} saying {text}", [call("send_message", contact=who, message=text)]
 
 
-@template("send_message")
+@template("send_message/02", "send_message")
 def _(c):
     who, text = c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(MESSAGES))
     return f"send {who} a message: {text}", [call("send_message", contact=who, message=text)]
 
 
-@template("send_message")
+@template("send_message/03", "send_message")
 def _(c):
     who, text = c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(STATEMENTS))
     return f"tell {who} that {text}", [call("send_message", contact=who, message=text)]
 
 
-@template("send_message")
+@template("send_message/04", "send_message")
 def _(c):
     who, app, text = c.free(c.rng.choice(CONTACTS)), c.one(APPS), c.free(c.rng.choice(MESSAGES))
     return f"message {who} on {app}: {text}", [call("send_message", contact=who, message=text, app=app)]
 
 
-@template("send_message", style="other")
+@template("send_message/05", "send_message", style="other")
 def _(c):
     who, text = c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(STATEMENTS))
     return f"can you let {who} know {text}?", [call("send_message", contact=who, message=text)]
 
 
-@template("send_message")
+@template("send_message/06", "send_message")
 def _(c):
     app, who, text = c.one(APP_MESSAGES), c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(MESSAGES))
     return f'send {a(app)} {app} to {who} that says "{text}"', [call("send_message", contact=who, message=text, app=app)]
 
 
 # ---------------------------------------------------------------------------- set_do_not_disturb
-@template("set_do_not_disturb")
+@template("set_do_not_disturb/01", "set_do_not_disturb")
 def _(c):
     state = c.choice(("on", True), ("off", False))
     return f"turn {state} {c.lit(*DND)}", [call("set_do_not_disturb", enabled=state)]
 
 
-@template("set_do_not_disturb")
+@template("set_do_not_disturb/02", "set_do_not_disturb")
 def _(c):
     span = c.minutes()
     return f"enable {c.lit(*DND)} for {span}", [call("set_do_not_disturb", enabled=True, duration_minutes=span)]
 
 
-@template("set_do_not_disturb", style="other")
+@template("set_do_not_disturb/03", "set_do_not_disturb", style="other")
 def _(c):
     span = c.minutes()
     lead = c.lit("I'm going into a meeting", "I need to focus", "I'm about to take a nap")
     return f"{lead}, silence notifications for {span}", [call("set_do_not_disturb", enabled=True, duration_minutes=span)]
 
 
-@template("set_do_not_disturb", style="other")
+@template("set_do_not_disturb/04", "set_do_not_disturb", style="other")
 def _(c):
     span = c.minutes()
     return f"don't let anyone {c.lit('disturb', 'bother')} me for {span}", [call("set_do_not_disturb", enabled=True, duration_minutes=span)]
 
 
-@template("set_do_not_disturb", style="other")
+@template("set_do_not_disturb/05", "set_do_not_disturb", style="other")
 def _(c):
     text = c.lit("I'm out of my meeting, turn notifications back on", "my meeting is over, you can switch do not disturb off", "I'm done focusing, let notifications through again")
     return text, [call("set_do_not_disturb", enabled=False)]
 
 
-@template("set_do_not_disturb")
+@template("set_do_not_disturb/06", "set_do_not_disturb")
 def _(c):
     return f"activate {c.lit(*DND)}", [call("set_do_not_disturb", enabled=True)]
 
 
 # ---------------------------------------------------------------------------- set_timer
-@template("set_timer")
+@template("set_timer/01", "set_timer")
 def _(c):
     span = c.duration()
     return f"set a timer for {span}", [call("set_timer", duration_seconds=span)]
 
 
-@template("set_timer")
+@template("set_timer/02", "set_timer")
 def _(c):
     label, span = c.free(c.rng.choice(TIMER_LABELS)), c.duration()
     return f"set {a(label)} {label} timer for {span}", [call("set_timer", duration_seconds=span, label=label)]
 
 
-@template("set_timer")
+@template("set_timer/03", "set_timer")
 def _(c):
     n = c.rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 45])
     said = c.slot(c.lit(f"{n} minute", f"{n}-minute", f"{W(n)} minute"), n * 60)
     return f"start a {said} timer", [call("set_timer", duration_seconds=said)]
 
 
-@template("set_timer")
+@template("set_timer/04", "set_timer")
 def _(c):
     span = c.duration()
     return f"start a countdown {c.lit('of', 'for')} {span}", [call("set_timer", duration_seconds=span)]
 
 
-@template("set_timer", style="other")
+@template("set_timer/05", "set_timer", style="other")
 def _(c):
     label, span = c.free(c.rng.choice(TIMER_LABELS)), c.duration(TIMER_SECONDS[4:])
     needs = "need" if label.text.endswith("s") else "needs"
     return f"the {label} {needs} {span}, can you time it?", [call("set_timer", duration_seconds=span, label=label)]
 
 
-@template("set_timer", style="terse")
+@template("set_timer/06", "set_timer", style="terse")
 def _(c):
     span = c.duration()
     return f"timer{c.lit(', ', ' for ', ': ')}{span}", [call("set_timer", duration_seconds=span)]
 
 
 # ---------------------------------------------------------------------------- cancel_timer
-@template("cancel_timer")
+@template("cancel_timer/01", "cancel_timer")
 def _(c):
     return f"cancel {c.lit('the', 'my')} timer", [call("cancel_timer")]
 
 
-@template("cancel_timer")
+@template("cancel_timer/02", "cancel_timer")
 def _(c):
     label = c.free(c.rng.choice(TIMER_LABELS))
     return f"cancel the {label} timer", [call("cancel_timer", label=label)]
 
 
-@template("cancel_timer")
+@template("cancel_timer/03", "cancel_timer")
 def _(c):
     return c.lit("kill the timer", "stop the timer", "turn the timer off"), [call("cancel_timer")]
 
 
-@template("cancel_timer", style="other")
+@template("cancel_timer/04", "cancel_timer", style="other")
 def _(c):
     label = c.free(c.rng.choice(TIMER_LABELS))
     return f"I don't need the {label} timer anymore", [call("cancel_timer", label=label)]
 
 
-@template("cancel_timer", style="other")
+@template("cancel_timer/05", "cancel_timer", style="other")
 def _(c):
     return c.lit("forget the timer, I'm done cooking", "never mind the timer, get rid of it", "the timer isn't needed anymore, cancel it"), [call("cancel_timer")]
 
 
-@template("cancel_timer")
+@template("cancel_timer/06", "cancel_timer")
 def _(c):
     label = c.free(c.rng.choice(TIMER_LABELS))
     return f"delete the timer for the {label}", [call("cancel_timer", label=label)]
 
 
 # ---------------------------------------------------------------------------- set_alarm
-@template("set_alarm")
+@template("set_alarm/01", "set_alarm")
 def _(c):
     time = c.time(ALARM_HOURS)
     return f"set an alarm for {time}", [call("set_alarm", time=time)]
 
 
-@template("set_alarm")
+@template("set_alarm/02", "set_alarm")
 def _(c):
     time = c.time(WAKE_HOURS)
     return f"wake me up at {time}", [call("set_alarm", time=time)]
 
 
-@template("set_alarm")
+@template("set_alarm/03", "set_alarm")
 def _(c):
     time, days = c.time(ALARM_HOURS), c.days()
     return f"set {c.lit('an alarm', 'a recurring alarm')} for {time} {days}", [call("set_alarm", time=time, days=days)]
 
 
-@template("set_alarm", style="other")
+@template("set_alarm/04", "set_alarm", style="other")
 def _(c):
     time = c.time(WAKE_HOURS)
     return f"I {c.lit('need', 'have')} to get up at {time} tomorrow", [call("set_alarm", time=time)]
 
 
-@template("set_alarm")
+@template("set_alarm/05", "set_alarm")
 def _(c):
     label, time = c.free(c.rng.choice(ALARM_LABELS)), c.time(ALARM_HOURS)
     return f"create {a(label)} {label} alarm at {time}", [call("set_alarm", time=time, label=label)]
 
 
-@template("set_alarm", style="other")
+@template("set_alarm/06", "set_alarm", style="other")
 def _(c):
     days, time = c.days(), c.time(WAKE_HOURS)
     return f"{days}, wake me at {time}", [call("set_alarm", time=time, days=days)]
@@ -1606,37 +1615,37 @@ def _(c):
 TODAY_TOMORROW = {"today": ["today"], "tomorrow": ["tomorrow"]}
 
 
-@template("set_reminder")
+@template("set_reminder/01", "set_reminder")
 def _(c):
     text, time = c.free(c.rng.choice(REMINDERS)), c.time()
     return f"remind me to {text} at {time}", [call("set_reminder", text=text, time=time)]
 
 
-@template("set_reminder")
+@template("set_reminder/02", "set_reminder")
 def _(c):
     time, day, text = c.time(), c.one(TODAY_TOMORROW), c.free(c.rng.choice(REMINDERS))
     return f"remind me at {time} {day} to {text}", [call("set_reminder", text=text, time=time, day=day)]
 
 
-@template("set_reminder")
+@template("set_reminder/03", "set_reminder")
 def _(c):
     text, day, time = c.free(c.rng.choice(REMINDERS)), c.one(TODAY_TOMORROW), c.time()
     return f"set a reminder to {text} {day} at {time}", [call("set_reminder", text=text, time=time, day=day)]
 
 
-@template("set_reminder", style="other")
+@template("set_reminder/04", "set_reminder", style="other")
 def _(c):
     text, time = c.free(c.rng.choice(REMINDERS)), c.time()
     return f"don't let me forget to {text}, {c.lit('ping', 'remind', 'nudge')} me at {time}", [call("set_reminder", text=text, time=time)]
 
 
-@template("set_reminder")
+@template("set_reminder/05", "set_reminder")
 def _(c):
     time, text = c.time(), c.free(c.rng.choice(REMINDERS))
     return f"create a reminder for {time}: {text}", [call("set_reminder", text=text, time=time)]
 
 
-@template("set_reminder", style="other")
+@template("set_reminder/06", "set_reminder", style="other")
 def _(c):
     text, day, time = c.free(c.rng.choice(REMINDERS)), c.one(TODAY_TOMORROW, value="tomorrow"), c.time()
     return f"I have to {text} {day} at {time}, remind me", [call("set_reminder", text=text, time=time, day=day)]
@@ -1646,103 +1655,103 @@ def _(c):
 LIST_NAMES = ("the shopping list", "my shopping list", "the grocery list", "my grocery list")
 
 
-@template("add_to_shopping_list")
+@template("add_to_shopping_list/01", "add_to_shopping_list")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS))
     return f"add {item} to {c.lit(*LIST_NAMES)}", [call("add_to_shopping_list", item=item)]
 
 
-@template("add_to_shopping_list")
+@template("add_to_shopping_list/02", "add_to_shopping_list")
 def _(c):
     n, item = c.number(c.rng.randint(2, 8), words=0.5), c.free(c.rng.choice(COUNT_ITEMS))
     return f"put {n} {item} on {c.lit(*LIST_NAMES)}", [call("add_to_shopping_list", item=item, quantity=n)]
 
 
-@template("add_to_shopping_list", style="other")
+@template("add_to_shopping_list/03", "add_to_shopping_list", style="other")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS))
     return f"we're out of {item}, {c.lit('add it to the list', 'put it on the list', 'add it to my shopping list')}", [call("add_to_shopping_list", item=item)]
 
 
-@template("add_to_shopping_list", style="terse")
+@template("add_to_shopping_list/04", "add_to_shopping_list", style="terse")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"{c.lit('shopping list', 'grocery list')}: {item}", [call("add_to_shopping_list", item=item)]
 
 
-@template("add_to_shopping_list", style="other")
+@template("add_to_shopping_list/05", "add_to_shopping_list", style="other")
 def _(c):
     n, item = c.number(c.rng.randint(2, 8), words=0.5), c.free(c.rng.choice(COUNT_ITEMS))
     return f"can you add {n} {item} to {c.lit(*LIST_NAMES)}?", [call("add_to_shopping_list", item=item, quantity=n)]
 
 
-@template("add_to_shopping_list", style="other")
+@template("add_to_shopping_list/06", "add_to_shopping_list", style="other")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS))
     return f"I need to buy {item}, put it on the list", [call("add_to_shopping_list", item=item)]
 
 
-@template("remove_from_shopping_list")
+@template("remove_from_shopping_list/01", "remove_from_shopping_list")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"remove {item} from {c.lit(*LIST_NAMES)}", [call("remove_from_shopping_list", item=item)]
 
 
-@template("remove_from_shopping_list")
+@template("remove_from_shopping_list/02", "remove_from_shopping_list")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"take {item} off {c.lit('my list', 'the list', 'the shopping list')}", [call("remove_from_shopping_list", item=item)]
 
 
-@template("remove_from_shopping_list", style="other")
+@template("remove_from_shopping_list/03", "remove_from_shopping_list", style="other")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"I already bought {item}, cross {c.lit('that', 'it')} off the list", [call("remove_from_shopping_list", item=item)]
 
 
-@template("remove_from_shopping_list")
+@template("remove_from_shopping_list/04", "remove_from_shopping_list")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"delete {item} from {c.lit(*LIST_NAMES)}", [call("remove_from_shopping_list", item=item)]
 
 
-@template("remove_from_shopping_list", style="other")
+@template("remove_from_shopping_list/05", "remove_from_shopping_list", style="other")
 def _(c):
     item = c.free(c.rng.choice(MASS_ITEMS + COUNT_ITEMS))
     return f"we don't need {item} anymore, take {c.lit('that', 'it')} off the shopping list", [call("remove_from_shopping_list", item=item)]
 
 
 # ---------------------------------------------------------------------------- get_weather
-@template("get_weather", style="other")
+@template("get_weather/01", "get_weather", style="other")
 def _(c):
     return c.lit("what's the weather like?", "how's the weather?", "what's it like outside?"), [call("get_weather")]
 
 
-@template("get_weather", style="other")
+@template("get_weather/02", "get_weather", style="other")
 def _(c):
     city = c.free(c.rng.choice(CITIES))
     return f"what's the weather {c.lit('in', 'like in')} {city}?", [call("get_weather", location=city)]
 
 
-@template("get_weather", style="other")
+@template("get_weather/03", "get_weather", style="other")
 def _(c):
     day = c.one(WEATHER_DAYS)
     return f"{c.lit('will it rain', 'is it going to rain', 'is it supposed to snow')} {day}?", [call("get_weather", day=day)]
 
 
-@template("get_weather", style="other")
+@template("get_weather/04", "get_weather", style="other")
 def _(c):
     city, day = c.free(c.rng.choice(CITIES)), c.one(WEATHER_DAYS)
     return f"how {c.lit('hot', 'cold', 'warm')} will it {c.lit('be', 'get')} in {city} {day}?", [call("get_weather", location=city, day=day)]
 
 
-@template("get_weather")
+@template("get_weather/05", "get_weather")
 def _(c):
     city = c.free(c.rng.choice(CITIES))
     return f"give me the {c.lit('forecast', 'weather forecast')} for {city}", [call("get_weather", location=city)]
 
 
-@template("get_weather", style="other")
+@template("get_weather/06", "get_weather", style="other")
 def _(c):
     city = c.free(c.rng.choice(CITIES))
     if c.chance(0.5):
@@ -1752,42 +1761,42 @@ def _(c):
 
 
 # ============================================================================ parallel templates
-@template("parallel")
+@template("parallel/01", "parallel")
 def _(c):
     state, room, lock = c.one(ON_OFF), c.room(), c.choice(*LOCK)
     return (f"turn {state} the {room} lights and {lock} the car",
             [call("set_lights", room=room, state=state), call("set_car_lock", locked=lock)])
 
 
-@template("parallel")
+@template("parallel/02", "parallel")
 def _(c):
     state, (r1, r2) = c.one(ON_OFF), c.several(ROOM_WORDS, 2)
     return (f"{c.lit('turn', 'switch')} {state} the lights in the {r1} and the {r2}",
             [call("set_lights", room=r1, state=state), call("set_lights", room=r2, state=state)])
 
 
-@template("parallel")
+@template("parallel/03", "parallel")
 def _(c):
     t, room = c.temperature(), c.room(exclude=NO_BLINDS)
     return (f"set the thermostat to {t} and close the {room} blinds",
             [call("set_thermostat", **temp_args(t)), call("set_blinds", room=room, position=0)])
 
 
-@template("parallel")
+@template("parallel/04", "parallel")
 def _(c):
     door = c.one(DOORS)
     return (f"lock the {door} and {c.lit('turn off all the lights', 'switch off every light')}",
             [call("set_door_lock", door=door, locked=True), call("set_lights", room="all", state="off")])
 
 
-@template("parallel")
+@template("parallel/05", "parallel")
 def _(c):
     dest, artist = c.free(c.rng.choice(DESTINATIONS)), c.free(c.rng.choice(ARTISTS))
     return (f"navigate to {dest} and play {artist}",
             [call("navigate_to", destination=dest), call("play_music", artist=artist)])
 
 
-@template("parallel")
+@template("parallel/06", "parallel")
 def _(c):
     first, second = c.frees(CONTACTS, 2)
     text = c.free(c.rng.choice(MESSAGES))
@@ -1795,69 +1804,69 @@ def _(c):
             [call("send_message", contact=first, message=text), call("make_call", contact=second)])
 
 
-@template("parallel")
+@template("parallel/07", "parallel")
 def _(c):
     one, two = c.frees(MASS_ITEMS, 2)
     return (f"add {one} and {two} to {c.lit(*LIST_NAMES)}",
             [call("add_to_shopping_list", item=one), call("add_to_shopping_list", item=two)])
 
 
-@template("parallel")
+@template("parallel/08", "parallel")
 def _(c):
     (l1, l2), d1, d2 = c.frees(TIMER_LABELS, 2), c.duration(), c.duration()
     return (f"set {a(l1)} {l1} timer for {d1} and {a(l2)} {l2} timer for {d2}",
             [call("set_timer", duration_seconds=d1, label=l1), call("set_timer", duration_seconds=d2, label=l2)])
 
 
-@template("parallel")
+@template("parallel/09", "parallel")
 def _(c):
     time = c.time(ALARM_HOURS)
     return (f"set an alarm for {time} and turn on {c.lit(*DND)}",
             [call("set_alarm", time=time), call("set_do_not_disturb", enabled=True)])
 
 
-@template("parallel")
+@template("parallel/10", "parallel")
 def _(c):
     t, seat = c.temperature(CAR_C, CAR_F), c.one(SEATS)
     return (f"preheat the car to {t} and turn on the {seat} heater",
             [call("precondition_cabin", **temp_args(t)), call("set_seat_heating", seat=seat)])
 
 
-@template("parallel")
+@template("parallel/11", "parallel")
 def _(c):
     return (f"{c.lit('close all the windows', 'roll up all the windows')}, lock the car and stop charging",
             [call("set_car_windows", window="all", action="close"), call("set_car_lock", locked=True), call("stop_charging")])
 
 
-@template("parallel")
+@template("parallel/12", "parallel")
 def _(c):
     cat, level = c.category(), c.number(c.rng.choice(VOLUMES[:10]))
     return (f"find the nearest {cat} and turn the volume down to {level}",
             [call("find_nearby", category=cat), call("set_volume", level=level)])
 
 
-@template("parallel")
+@template("parallel/13", "parallel")
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return (f"pause the music and call {who}",
             [call("media_control", action="pause"), call("make_call", contact=who)])
 
 
-@template("parallel", style="other")
+@template("parallel/14", "parallel", style="other")
 def _(c):
     city, text, time = c.free(c.rng.choice(CITIES)), c.free(c.rng.choice(REMINDERS)), c.time()
     return (f"what's the weather in {city} tomorrow? also remind me to {text} at {time}",
             [call("get_weather", location=city, day="tomorrow"), call("set_reminder", text=text, time=time)])
 
 
-@template("parallel")
+@template("parallel/15", "parallel")
 def _(c):
     room, color = c.room(), c.one(COLORS)
     return (f"turn on the {room} lights and make them {color}",
             [call("set_lights", room=room, state="on"), call("set_light_color", room=room, color=color)])
 
 
-@template("parallel")
+@template("parallel/16", "parallel")
 def _(c):
     action, state = c.rng.choice([("open", "on"), ("close", "off")])
     action, state = c.slot(action, action), c.slot(state, state)
@@ -1865,21 +1874,21 @@ def _(c):
             [call("set_garage_door", action=action), call("set_lights", room="garage", state=state)])
 
 
-@template("parallel")
+@template("parallel/17", "parallel")
 def _(c):
     room = c.room(exclude=NO_BLINDS)
     return (f"vacuum the {room} and close the blinds in there",
             [call("start_vacuum", room=room), call("set_blinds", room=room, position=0)])
 
 
-@template("parallel")
+@template("parallel/18", "parallel")
 def _(c):
     mode, t = c.one(HVAC_MODES, only=("heat", "eco", "auto")), c.temperature()
     return (f"switch the heating to {mode} mode and set it to {t}",
             [call("set_hvac_mode", mode=mode), call("set_thermostat", **temp_args(t))])
 
 
-@template("parallel")
+@template("parallel/19", "parallel")
 def _(c):
     if c.chance(0.5):
         level = c.one(HEAT_LEVELS)
@@ -1889,56 +1898,56 @@ def _(c):
             [call("set_seat_heating", seat="driver"), call("set_seat_heating", seat="passenger")])
 
 
-@template("parallel")
+@template("parallel/20", "parallel")
 def _(c):
     one, two = c.frees(MASS_ITEMS + COUNT_ITEMS, 2)
     return (f"take {one} off the shopping list and add {two}",
             [call("remove_from_shopping_list", item=one), call("add_to_shopping_list", item=two)])
 
 
-@template("parallel")
+@template("parallel/21", "parallel")
 def _(c):
     span = c.duration()
     return (f"cancel the timer and set a new one for {span}",
             [call("cancel_timer"), call("set_timer", duration_seconds=span)])
 
 
-@template("parallel", style="other")
+@template("parallel/22", "parallel", style="other")
 def _(c):
     first = c.lit("how much range do I have left?", "what's my remaining range?")
     return (f"{first} {c.lit('and find me a charging station', 'also find the nearest charging station')}",
             [call("check_vehicle_status", item="range"), call("find_nearby", category="charging_station")])
 
 
-@template("parallel", style="other")
+@template("parallel/23", "parallel", style="other")
 def _(c):
     door, time = c.one(DOORS), c.time(ALARM_HOURS)
     return (f"{c.lit('good night', 'I am going to bed')}: turn off all the lights, lock the {door} and set an alarm for {time}",
             [call("set_lights", room="all", state="off"), call("set_door_lock", door=door, locked=True), call("set_alarm", time=time)])
 
 
-@template("parallel")
+@template("parallel/24", "parallel")
 def _(c):
     genre, level = c.one(GENRES), c.number(c.rng.choice(VOLUMES))
     return (f"play some {genre} and set the volume to {level}",
             [call("play_music", genre=genre), call("set_volume", level=level)])
 
 
-@template("parallel")
+@template("parallel/25", "parallel")
 def _(c):
     room = c.room(exclude=NO_BLINDS)
     return (f"open the {room} blinds and turn off the lights in there",
             [call("set_blinds", room=room, position=100), call("set_lights", room=room, state="off")])
 
 
-@template("parallel")
+@template("parallel/26", "parallel")
 def _(c):
     who, text, dest = c.free(c.rng.choice(CONTACTS)), c.free(c.rng.choice(STATEMENTS)), c.free(c.rng.choice(DESTINATIONS))
     return (f"tell {who} that {text} and navigate to {dest}",
             [call("send_message", contact=who, message=text), call("navigate_to", destination=dest)])
 
 
-@template("parallel")
+@template("parallel/27", "parallel")
 def _(c):
     r1, r2 = c.several(ROOM_WORDS, 2, exclude=("garage",))
     style = c.lit("implicit", "celsius", "fahrenheit")
@@ -1947,33 +1956,33 @@ def _(c):
             [call("set_thermostat", **temp_args(t1), room=r1), call("set_thermostat", **temp_args(t2), room=r2)])
 
 
-@template("parallel")
+@template("parallel/28", "parallel")
 def _(c):
     level = c.number(c.rng.choice(VOLUMES[6:]))
     return (f"skip this song and turn it up to {level}",
             [call("media_control", action="next"), call("set_volume", level=level)])
 
 
-@template("parallel")
+@template("parallel/29", "parallel")
 def _(c):
     action = c.choice(("vent", "vent"), ("crack", "vent"), ("open", "open"), ("close", "close"))
     return (f"{action} {c.lit('the rear windows', 'the back windows', 'both back windows')}",
             [call("set_car_windows", window="rear_left", action=action), call("set_car_windows", window="rear_right", action=action)])
 
 
-@template("parallel")
+@template("parallel/30", "parallel")
 def _(c):
     return ("stop charging and unlock the car", [call("stop_charging"), call("set_car_lock", locked=False)])
 
 
-@template("parallel")
+@template("parallel/31", "parallel")
 def _(c):
     state, (r1, r2, r3) = c.one(ON_OFF), c.several(ROOM_WORDS, 3)
     return (f"turn {state} the lights in the {r1}, the {r2} and the {r3}",
             [call("set_lights", room=room, state=state) for room in (r1, r2, r3)])
 
 
-@template("parallel")
+@template("parallel/32", "parallel")
 def _(c):
     t1 = c.time(ALARM_HOURS)
     t2 = c.time(ALARM_HOURS, exclude=(t1.value,))
@@ -1986,102 +1995,102 @@ def _chat(*texts):
     return lambda c: (c.lit(*texts), [])
 
 
-template("no_call", "other", "chitchat")(_chat("thanks, that's all", "thank you", "thanks a lot", "cheers, that's it", "that's everything, thanks"))
-template("no_call", "other", "chitchat")(_chat("good morning", "hi there", "hello", "hey, good evening"))
-template("no_call", "other", "chitchat")(_chat("how are you today?", "how's it going?", "how are you doing?"))
-template("no_call", "other", "chitchat")(_chat("never mind", "forget it", "oh, never mind", "ignore that"))
-template("no_call", "other", "chitchat")(_chat("you're the best", "good job", "nice, that was quick", "perfect"))
-template("no_call", "other", "chitchat")(_chat("tell me a joke", "say something funny", "know any good jokes?"))
-template("no_call", "other", "chitchat")(_chat("what's your name?", "who made you?", "are you a robot?"))
-template("no_call", "other", "chitchat")(_chat("I'm so tired today", "long day at work", "I'm bored", "ugh, Mondays"))
+template("no_call/chitchat-01", "no_call", "other", "chitchat")(_chat("thanks, that's all", "thank you", "thanks a lot", "cheers, that's it", "that's everything, thanks"))
+template("no_call/chitchat-02", "no_call", "other", "chitchat")(_chat("good morning", "hi there", "hello", "hey, good evening"))
+template("no_call/chitchat-03", "no_call", "other", "chitchat")(_chat("how are you today?", "how's it going?", "how are you doing?"))
+template("no_call/chitchat-04", "no_call", "other", "chitchat")(_chat("never mind", "forget it", "oh, never mind", "ignore that"))
+template("no_call/chitchat-05", "no_call", "other", "chitchat")(_chat("you're the best", "good job", "nice, that was quick", "perfect"))
+template("no_call/chitchat-06", "no_call", "other", "chitchat")(_chat("tell me a joke", "say something funny", "know any good jokes?"))
+template("no_call/chitchat-07", "no_call", "other", "chitchat")(_chat("what's your name?", "who made you?", "are you a robot?"))
+template("no_call/chitchat-08", "no_call", "other", "chitchat")(_chat("I'm so tired today", "long day at work", "I'm bored", "ugh, Mondays"))
 
 
-@template("no_call", "imp", "out_of_scope", near=("navigate_to",))
+@template("no_call/out_of_scope-01", "no_call", "imp", "out_of_scope", near=("navigate_to",))
 def _(c):
     return f"{c.lit('book me a flight to', 'find me cheap flights to', 'book a train ticket to')} {c.free(c.rng.choice(CITIES))}", []
 
 
-@template("no_call", "imp", "out_of_scope", near=("find_nearby",))
+@template("no_call/out_of_scope-02", "no_call", "imp", "out_of_scope", near=("find_nearby",))
 def _(c):
     return c.lit("order a large pepperoni pizza", "order me some sushi for delivery", "get me a pad thai delivered"), []
 
 
-@template("no_call", "other", "out_of_scope")
+@template("no_call/out_of_scope-03", "no_call", "other", "out_of_scope")
 def _(c):
     return f"what's {c.lit('Apple', 'Tesla', 'Microsoft', 'Nvidia', 'Amazon')}'s stock price?", []
 
 
-@template("no_call", "imp", "out_of_scope")
+@template("no_call/out_of_scope-04", "no_call", "imp", "out_of_scope")
 def _(c):
     phrase = c.lit("good night", "where is the train station", "thank you very much")
     return f"translate '{phrase}' into {c.lit('Spanish', 'French', 'Japanese', 'German', 'Italian')}", []
 
 
-@template("no_call", "imp", "out_of_scope", near=("start_vacuum",))
+@template("no_call/out_of_scope-05", "no_call", "imp", "out_of_scope", near=("start_vacuum",))
 def _(c):
     return c.lit("start the washing machine", "run the dishwasher", "turn on the dryer"), []
 
 
-@template("no_call", "imp", "out_of_scope", near=("set_reminder",))
+@template("no_call/out_of_scope-06", "no_call", "imp", "out_of_scope", near=("set_reminder",))
 def _(c):
     who = c.free(c.rng.choice(CONTACTS))
     return f"schedule a meeting with {who} {c.lit('on Friday afternoon', 'next Tuesday', 'for Monday morning')}", []
 
 
-@template("no_call", "imp", "out_of_scope", near=("send_message",))
+@template("no_call/out_of_scope-07", "no_call", "imp", "out_of_scope", near=("send_message",))
 def _(c):
     return c.lit("pay my electricity bill", "transfer fifty dollars to my savings account", "check my bank balance"), []
 
 
-@template("no_call", "other", "out_of_scope")
+@template("no_call/out_of_scope-08", "no_call", "other", "out_of_scope")
 def _(c):
     return c.lit("what's the capital of Australia?", "how tall is Mount Everest?", "who won the World Cup in 2018?"), []
 
 
-@template("no_call", "imp", "out_of_scope", near=("set_lights", "play_music"))
+@template("no_call/out_of_scope-09", "no_call", "imp", "out_of_scope", near=("set_lights", "play_music"))
 def _(c):
     return c.lit("turn on the TV", "switch the TV to channel 5", "record the game tonight"), []
 
 
-template("no_call", "imp", "missing_value", target=("set_alarm",))(_chat("set an alarm", "set me an alarm", "wake me up tomorrow"))
-template("no_call", "imp", "missing_value", target=("make_call",))(_chat("call him", "call her back", "give them a ring"))
+template("no_call/missing_value-01", "no_call", "imp", "missing_value", target=("set_alarm",))(_chat("set an alarm", "set me an alarm", "wake me up tomorrow"))
+template("no_call/missing_value-02", "no_call", "imp", "missing_value", target=("make_call",))(_chat("call him", "call her back", "give them a ring"))
 
 
-@template("no_call", "imp", "missing_value", target=("send_message",))
+@template("no_call/missing_value-03", "no_call", "imp", "missing_value", target=("send_message",))
 def _(c):
     return f"{c.lit('send a message to', 'text', 'send a text to')} {c.free(c.rng.choice(CONTACTS))}", []
 
 
-@template("no_call", "imp", "missing_value", target=("send_message",))
+@template("no_call/missing_value-04", "no_call", "imp", "missing_value", target=("send_message",))
 def _(c):
     return f"{c.lit('send a text saying', 'send a message that says', 'write a message saying')} {c.free(c.rng.choice(MESSAGES))}", []
 
 
-template("no_call", "imp", "missing_value", target=("set_timer",))(_chat("set a timer", "start a timer", "start a countdown"))
-template("no_call", "imp", "missing_value", target=("navigate_to",))(_chat("take me there", "start navigation", "navigate"))
-template("no_call", "imp", "missing_value", target=("set_thermostat",))(_chat("change the temperature", "adjust the thermostat", "set the thermostat"))
+template("no_call/missing_value-05", "no_call", "imp", "missing_value", target=("set_timer",))(_chat("set a timer", "start a timer", "start a countdown"))
+template("no_call/missing_value-06", "no_call", "imp", "missing_value", target=("navigate_to",))(_chat("take me there", "start navigation", "navigate"))
+template("no_call/missing_value-07", "no_call", "imp", "missing_value", target=("set_thermostat",))(_chat("change the temperature", "adjust the thermostat", "set the thermostat"))
 
 
-@template("no_call", "imp", "missing_value", target=("set_reminder",))
+@template("no_call/missing_value-08", "no_call", "imp", "missing_value", target=("set_reminder",))
 def _(c):
     return f"remind me to {c.free(c.rng.choice(REMINDERS))}", []
 
 
-@template("no_call", "imp", "missing_value", target=("set_reminder",))
+@template("no_call/missing_value-09", "no_call", "imp", "missing_value", target=("set_reminder",))
 def _(c):
     return f"{c.lit('set a reminder for', 'create a reminder at', 'remind me at')} {c.time()}", []
 
 
-template("no_call", "imp", "missing_value", target=("add_to_shopping_list",))(_chat("add something to the shopping list", "put something on my grocery list", "add an item to my list"))
-template("no_call", "imp", "missing_value", target=("set_volume",))(_chat("change the volume", "adjust the volume", "set the volume"))
+template("no_call/missing_value-10", "no_call", "imp", "missing_value", target=("add_to_shopping_list",))(_chat("add something to the shopping list", "put something on my grocery list", "add an item to my list"))
+template("no_call/missing_value-11", "no_call", "imp", "missing_value", target=("set_volume",))(_chat("change the volume", "adjust the volume", "set the volume"))
 
 
-@template("no_call", "imp", "missing_value", target=("set_light_color",))
+@template("no_call/missing_value-12", "no_call", "imp", "missing_value", target=("set_light_color",))
 def _(c):
     return f"change the {c.lit('color', 'colour')} of the {c.room()} lights", []
 
 
-template("no_call", "imp", "missing_value", target=("find_nearby",))(_chat("find something nearby", "search for places near me", "look for something close by"))
+template("no_call/missing_value-13", "no_call", "imp", "missing_value", target=("find_nearby",))(_chat("find something nearby", "search for places near me", "look for something close by"))
 
 # ============================================================================ surface noise
 GREETINGS = ("hey, ", "hi, ", "ok, ", "hey there, ")

@@ -256,3 +256,24 @@ def test_the_same_tool_schema_in_many_rows_is_checked_once_and_shared(good_rows,
     bad = {"type": "function", "function": {"name": "bad", "parameters": {"type": "objekt"}}}
     _, rejected, _ = validate_requests([{**row, "tools": [dict(bad)], "reference": None} for row in good_rows[:3]], [], PARAMS)
     assert [row["field"] for row in rejected] == ["tools"] * 3, "a bad schema seen before is still rejected"
+
+
+def test_a_template_added_to_the_source_moves_no_template_of_another_stratum_and_at_most_one_at_each_boundary():
+    """Groups are placed by their own names (a hash), not by a shuffle of the whole list."""
+    def rows(templates):
+        return [{"id": f"{t}-{n}", "meta": {"template": t, "intent": t.split("/")[0]}} for t in templates for n in range(2)]
+
+    def split_of(requests):
+        parts = split_requests(requests, {**SPLIT, "val_fraction": 0.1, "test_fraction": 0.2})  # the default's shares
+        return {r["meta"]["template"]: name for name, part in zip(("train", "val", "test"), parts) for r in part}
+
+    before = [f"{intent}/{n:02d}" for intent in ("lights", "timer", "music") for n in range(1, 11)]
+    was = split_of(rows(before))
+    moved_counts = set()
+    for added in ("lights/11", "lights/12", "lights/13"):
+        now = split_of(rows([*before, added]))
+        assert {t: s for t, s in now.items() if not t.startswith("lights")} == {t: s for t, s in was.items() if not t.startswith("lights")}
+        moved = [t for t in before if t.startswith("lights") and now[t] != was[t]]
+        moved_counts.add(len(moved))
+        assert len(moved) <= 2, moved  # 10 or 11 groups: 2 test, 1 val either way, so one over each boundary at most
+    assert 0 in moved_counts, "where the counts stay, adding a template moves nothing"
