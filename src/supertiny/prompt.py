@@ -58,11 +58,12 @@ def _arguments(schema: dict) -> str:
     """An object schema's properties as ``name: type``, ``name?: type`` when not required."""
     required = set(schema.get("required") or ())
     properties = schema.get("properties") or {}
-    return ", ".join(f"{name}{'' if name in required else '?'}: {_type(sub)}" for name, sub in properties.items())
+    return ", ".join(f"{name}{'' if name in required else '?'}: {argument_type(sub)}" for name, sub in properties.items())
 
 
-def _type(schema: Any) -> str:
-    """A value's schema in a few characters: enum values joined by ``|``, ``[item]`` for an array,
+def argument_type(schema: Any) -> str:
+    """A value's schema in a few characters (the student's signatures and the teacher's tool
+    descriptions both write types so): enum values joined by ``|``, ``[item]`` for an array,
     ``{...}`` for an object with properties, a range or a pattern after a number's or string's type."""
     if not isinstance(schema, dict):
         return "any"
@@ -72,12 +73,12 @@ def _type(schema: Any) -> str:
         return _value(schema["const"])
     alternatives = schema.get("anyOf") or schema.get("oneOf")
     if alternatives:
-        return "|".join(_type(alternative) for alternative in alternatives)
+        return "|".join(argument_type(alternative) for alternative in alternatives)
     kind = schema.get("type")
     if isinstance(kind, list):
-        return "|".join(_type({**schema, "type": one}) for one in kind)
+        return "|".join(argument_type({**schema, "type": one}) for one in kind)
     if kind == "array":
-        return f"[{_type(schema.get('items'))}]"
+        return f"[{argument_type(schema.get('items'))}]"
     if schema.get("properties"):
         return "{" + _arguments(schema) + "}"
     if kind in ("integer", "number"):

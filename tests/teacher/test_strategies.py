@@ -24,7 +24,7 @@ def test_prompted_messages_describe_the_tools_then_examples_most_similar_last(re
     system = messages[0]["content"]
     assert messages[0]["role"] == "system"
     assert "set_lights: Turn the lights in a room on or off.\n  room: kitchen|bedroom\n  state: on|off" in system
-    assert "set_timer: Start a countdown timer.\n  minutes: integer 1.." in system
+    assert "set_timer: Start a countdown timer.\n  minutes: integer >=1" in system
     assert "Reply [] if no function fits or a required value is missing." in system
     assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user", "assistant", "user"]
     assert messages[3]["content"] == "turn on the kitchen lights"  # the nearest example, next to the question

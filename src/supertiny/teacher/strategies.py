@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Protocol
 
 from supertiny.calls import answer_schema, format_calls, parse_calls, selection_schema, tool_names
 from supertiny.calls.schema import tool_function
+from supertiny.prompt import argument_type
 from supertiny.teacher.client import Completion
 from supertiny.teacher.fewshot import FewShotIndex, request_text
 
@@ -76,26 +77,17 @@ class Prompting:
 
 
 def describe_function(tool: dict) -> str:
-    """A tool in a few compact lines: ``name: description``, then one line per argument with its
-    type or allowed values, range, default and description; ``?`` marks an optional argument.
-    About a third fewer tokens than the JSON schema, and prompt length is what a CPU pays for."""
+    """A tool in a few compact lines for the teacher: ``name: description``, then one line per
+    argument with its type as the student's signatures write it (``supertiny.prompt``), its
+    default and description; ``?`` marks an optional argument. About a third fewer tokens than
+    the JSON schema, and prompt length is what a CPU pays for."""
     function = tool_function(tool) or {}
     parameters = function.get("parameters") or {}
     required = set(parameters.get("required") or ())
     lines = [f"{function.get('name')}: {function.get('description') or ''}".rstrip()]
     for name, spec in (parameters.get("properties") or {}).items():
         spec = spec if isinstance(spec, dict) else {}
-        if "enum" in spec:
-            kind = "|".join(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v for v in spec["enum"])
-        elif spec.get("type") in ("object", "array"):
-            kind = json.dumps({k: v for k, v in spec.items() if k != "description"}, ensure_ascii=False, separators=(",", ":"))
-        else:
-            kind = str(spec.get("type", "any"))
-        if "minimum" in spec or "maximum" in spec:
-            kind += f" {spec.get('minimum', '')}..{spec.get('maximum', '')}"
-        if "pattern" in spec:
-            kind += f" /{spec['pattern']}/"
-        line = f"  {name}{'' if name in required else '?'}: {kind}"
+        line = f"  {name}{'' if name in required else '?'}: {argument_type(spec)}"
         if "default" in spec:
             line += f" = {json.dumps(spec['default'], ensure_ascii=False)}"
         if spec.get("description"):
