@@ -24,6 +24,12 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 _spec = importlib.util.spec_from_file_location("fake_openai", PROJECT / "tests" / "teacher" / "fake_openai.py")
 sys.modules["fake_openai"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sys.modules["fake_openai"])
+# The tools the tests offer (tests/tool_fixtures.py), importable as `tool_fixtures` from every test.
+_spec = importlib.util.spec_from_file_location("tool_fixtures", PROJECT / "tests" / "tool_fixtures.py")
+sys.modules["tool_fixtures"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["tool_fixtures"])
+
+from tool_fixtures import LIGHTS, TIMER  # noqa: E402  (registered just above)
 
 
 @pytest.fixture(scope="module")
@@ -49,38 +55,6 @@ def kedro():
         return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
-
-LIGHTS = {
-    "type": "function",
-    "function": {
-        "name": "set_lights",
-        "description": "Turn lights on or off in a room.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "room": {"type": "string", "enum": ["kitchen", "bedroom"]},
-                "on": {"type": "boolean"},
-                "brightness": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100},
-            },
-            "required": ["room", "on"],
-            "additionalProperties": False,
-        },
-    },
-}
-TIMER = {
-    "type": "function",
-    "function": {
-        "name": "start_timer",
-        "description": "Start a countdown timer.",
-        "parameters": {
-            "type": "object",
-            "properties": {"minutes": {"type": "integer", "minimum": 1}, "label": {"type": "string"}},
-            "required": ["minutes"],
-            "additionalProperties": False,
-        },
-    },
-}
-
 
 @pytest.fixture
 def tool_catalog() -> list[dict]:

@@ -2,22 +2,8 @@
 
 import pytest
 
-LIGHTS = {
-    "type": "function",
-    "function": {
-        "name": "set_lights",
-        "description": "Switch and dim the lights in a room.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "room": {"type": "string"},
-                "brightness": {"type": "integer", "default": 100},
-                "on": {"type": "boolean"},
-            },
-            "required": ["room"],
-        },
-    },
-}
+from tool_fixtures import LIGHTS  # put on the import path by tests/conftest.py
+
 THERMOSTAT = {
     "type": "function",
     "function": {

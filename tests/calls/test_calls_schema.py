@@ -27,7 +27,7 @@ def test_unknown_function(tools):
 
 
 def test_missing_required(tools):
-    assert validate_calls([call("set_lights", brightness=3)], tools) == [
+    assert validate_calls([call("set_lights", on=True, brightness=3)], tools) == [
         "call 1 'set_lights': missing required argument 'room'"
     ]
 
@@ -40,13 +40,13 @@ def test_each_missing_required_argument_reported_once(tools):
 
 
 def test_wrong_type(tools):
-    assert validate_calls([call("set_lights", room="hall", brightness="high")], tools) == [
+    assert validate_calls([call("set_lights", room="kitchen", on=True, brightness="high")], tools) == [
         "call 1 'set_lights': argument 'brightness': 'high' is not of type 'integer'"
     ]
 
 
 def test_boolean_is_not_an_integer(tools):
-    assert validate_calls([call("set_lights", room="hall", brightness=True)], tools) == [
+    assert validate_calls([call("set_lights", room="kitchen", on=True, brightness=True)], tools) == [
         "call 1 'set_lights': argument 'brightness': True is not of type 'integer'"
     ]
 
@@ -58,7 +58,7 @@ def test_enum(tools):
 
 
 def test_unknown_argument(tools):
-    assert validate_calls([call("set_lights", room="hall", colour="red")], tools) == [
+    assert validate_calls([call("set_lights", room="kitchen", on=True, colour="red")], tools) == [
         "call 1 'set_lights': unknown argument 'colour'"
     ]
 

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from supertiny.teacher import TeacherConfig
 from supertiny.teacher.client import RUN_SPENDING
 
 from fake_openai import FakeOpenAI  # put on the import path by tests/conftest.py
+from tool_fixtures import LIGHTS, TIMER  # so is this
 
-LIGHTS = {
-    "type": "function",
-    "function": {
-        "name": "set_lights",
-        "description": "Turn the lights in a room on or off.",
-        "parameters": {
-            "type": "object",
-            "properties": {"room": {"type": "string", "enum": ["kitchen", "bedroom"]}, "state": {"type": "string", "enum": ["on", "off"]}},
-            "required": ["room", "state"],
-            "additionalProperties": False,
-        },
-    },
-}
-TIMER = {
-    "type": "function",
-    "function": {
-        "name": "set_timer",
-        "description": "Start a countdown timer.",
-        "parameters": {
-            "type": "object",
-            "properties": {"minutes": {"type": "integer", "minimum": 1}},
-            "required": ["minutes"],
-            "additionalProperties": False,
-        },
-    },
-}
 TOOLS = [LIGHTS, TIMER]
 
 
@@ -60,8 +34,8 @@ def make_request():
 @pytest.fixture
 def requests() -> list[dict]:
     """Six labelled requests of three kinds."""
-    lights = [{"name": "set_lights", "arguments": {"room": "kitchen", "state": "on"}}]
-    timer = [{"name": "set_timer", "arguments": {"minutes": 5}}]
+    lights = [{"name": "set_lights", "arguments": {"room": "kitchen", "on": True}}]
+    timer = [{"name": "start_timer", "arguments": {"minutes": 5}}]
     return [
         request(1, "turn on the kitchen lights", lights),
         request(2, "kitchen lights on please", lights),

@@ -29,7 +29,7 @@ def test_unlabelled_examples_are_ignored_and_accept_filters(requests, make_reque
     index = FewShotIndex(requests + [make_request(7, "turn on the kitchen lights now", None)])
     query = make_request(99, "kitchen lights on")
     assert "r7" not in {e["id"] for e in index.nearest(query, 10)}
-    only_timers = index.nearest(query, 10, accept=lambda e: any(c["name"] == "set_timer" for c in e["reference"]))
+    only_timers = index.nearest(query, 10, accept=lambda e: any(c["name"] == "start_timer" for c in e["reference"]))
     assert {e["id"] for e in only_timers} == {"r3", "r4"}
     assert index.nearest(query, 0) == [] and FewShotIndex([]).nearest(query, 3) == []
 

@@ -29,7 +29,7 @@ def test_decomposed_selects_from_the_offered_names_then_fills_one_function(reque
         candidates, _ = label_requests(requests[:1], [], make_config(server, strategy="decomposed"))
     select, fill = _schemas(server)
     assert select == selection_schema(requests[0]["tools"])
-    assert select["items"]["properties"]["name"]["enum"] == ["set_lights", "set_timer"]
+    assert select["items"]["properties"]["name"]["enum"] == ["set_lights", "start_timer"]
     assert fill == answer_schema([requests[0]["tools"][0]])  # only the chosen function
     assert candidates[0]["calls"] == [{"name": "set_lights", "arguments": {}}]
 
@@ -106,5 +106,5 @@ def test_guiding_schema_drops_what_a_grammar_engine_cannot_enforce_and_keeps_the
 def test_answer_schema_offers_exactly_the_requests_tools(requests):
     schema = answer_schema(requests[0]["tools"])
     names = [option["properties"]["name"]["const"] for option in schema["items"]["anyOf"]]
-    assert schema["type"] == "array" and names == ["set_lights", "set_timer"]
+    assert schema["type"] == "array" and names == ["set_lights", "start_timer"]
     assert answer_schema([]) == {"type": "array", "maxItems": 0}

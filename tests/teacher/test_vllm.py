@@ -48,14 +48,14 @@ def vllm_config(tmp_path_factory):
 
 
 # Enum arguments only: a random model under the grammar cannot ramble inside a free string.
-LIGHTS = {"type": "function", "function": {"name": "set_lights", "parameters": {
+ENUM_ONLY_LIGHTS = {"type": "function", "function": {"name": "set_lights", "parameters": {
     "type": "object", "properties": {"room": {"type": "string", "enum": ["kitchen", "bedroom"]},
                                      "state": {"type": "string", "enum": ["on", "off"]}},
     "required": ["room", "state"], "additionalProperties": False}}}  # fmt: skip
 
 
 def _requests(count: int) -> list[dict]:
-    return [{"id": f"v{i}", "messages": [{"role": "user", "content": f"lights {i}"}], "tools": [LIGHTS], "reference": None}
+    return [{"id": f"v{i}", "messages": [{"role": "user", "content": f"lights {i}"}], "tools": [ENUM_ONLY_LIGHTS], "reference": None}
             for i in range(count)]  # fmt: skip
 
 
@@ -71,7 +71,7 @@ def test_vllm_labels_with_structured_outputs_and_n_from_one_shared_server(vllm_c
     parsed = [parse_calls(c["text"]) for c in candidates]
     finished = [p for p in parsed if p.ok]
     assert len(finished) >= 8
-    assert all(not validate_calls(p.calls, [LIGHTS]) for p in finished)
+    assert all(not validate_calls(p.calls, [ENUM_ONLY_LIGHTS]) for p in finished)
     assert all(c["text"].lstrip().startswith("[") for c in candidates)
 
     # A second teacher node of the same run (validation labels, the evaluation's row) reuses the
