@@ -125,6 +125,15 @@ def _rejection(item: Item, step: str, reason: str) -> dict[str, Any]:
     }
 
 
+def _keep(items: list[Item], chosen: set[int], kept: list[Item], rejections: list[dict], step: str, reason: str) -> None:
+    """The items at the ``chosen`` positions to ``kept``, the others to ``rejections``."""
+    for position, item in enumerate(items):
+        if position in chosen:
+            kept.append(item)
+        else:
+            rejections.append(_rejection(item, step, reason))
+
+
 def _user_text(request: dict) -> str:
     return " ".join(" ".join(m["content"] for m in request["messages"] if m["role"] == "user").split()).casefold()
 
@@ -191,11 +200,7 @@ def select_answers(accepted: list[Item], params: dict[str, Any]) -> tuple[list[I
             chosen = {keys.index(max(votes, key=lambda key: (votes[key], -keys.index(key))))}
         else:
             chosen = {keys.index(key) for key in dict.fromkeys(keys)}
-        for position, item in enumerate(items):
-            if position in chosen:
-                kept.append(item)
-            else:
-                rejections.append(_rejection(item, "selection", f"another accepted answer of this request was kept ({selection})"))
+        _keep(items, chosen, kept, rejections, "selection", f"another accepted answer of this request was kept ({selection})")
     return kept, rejections
 
 
@@ -227,11 +232,7 @@ def cap_functions(unique: list[Item], params: dict[str, Any]) -> tuple[list[Item
     kept, rejections = [], []
     for group, members in sorted(groups.items()):
         chosen = set(range(len(members))) if len(members) <= cap else set(rng.sample(range(len(members)), cap))
-        for position, item in enumerate(members):
-            if position in chosen:
-                kept.append(item)
-            else:
-                rejections.append(_rejection(item, "cap", f"over max_per_function={cap} for {'+'.join(group)}"))
+        _keep(members, chosen, kept, rejections, "cap", f"over max_per_function={cap} for {'+'.join(group)}")
     return kept, rejections
 
 
