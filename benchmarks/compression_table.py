@@ -41,7 +41,7 @@ from supertiny.compression.pruning import parameter_count  # noqa: E402
 from supertiny.compression.quantization import Recipe, quantize  # noqa: E402
 from supertiny.compression.fine_tuning import calibration_batches  # noqa: E402
 from supertiny.datasets import ModelBundle, ModelDataset, ModelDirectory  # noqa: E402
-from supertiny.inference import generate_answers, sample_requests, score_requests  # noqa: E402
+from supertiny.inference import evaluate_model, sample_requests  # noqa: E402
 from supertiny.latency import measure_latency, memory_bandwidth_gbs, weight_bytes_per_token  # noqa: E402
 from supertiny.prompt import prompt_text  # noqa: E402
 
@@ -74,12 +74,11 @@ def measure(name: str, directory: ModelDirectory, params: int | None, requests: 
     """Load a saved model and measure its size and accuracy (latency comes later, in rounds).
     ``params``: of the float model a quantised one was made from (None: count them)."""
     bundle = directory.load()
-    bundle.model.eval()
-    started = time.perf_counter()
-    answers = generate_answers(bundle.model, bundle.tokenizer, requests, args.tools_mode, args.max_new_tokens, args.batch_size,
-                               constrained=args.constrained, max_calls=args.max_calls)
-    _, metrics = score_requests(requests, answers.texts)
-    logging.info("%s: exact match %.3f in %.0f s", name, metrics["exact_match"] or 0, time.perf_counter() - started)
+    # The evaluation's own path (inference.evaluate_model), on every request given.
+    settings = {"tools_mode": args.tools_mode, "constrained": args.constrained, "max_calls": args.max_calls,
+                "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "max_requests": None}
+    _, metrics = evaluate_model(bundle, requests, settings)
+    logging.info("%s: exact match %.3f in %.0f s", name, metrics["exact_match"] or 0, metrics["wall_s"])
     return {
         "name": name,
         "bundle": bundle,
