@@ -89,7 +89,13 @@ class AnswerDistillationTrainer(SFTTrainer):
     """SFT whose loss on the answer tokens also matches a teacher's next-token distribution:
     ``kl_weight * T² * KL(teacher_T || student_T) + (1 - kl_weight) * cross-entropy``, with both
     distributions softened by the temperature ``T`` (Hinton et al.); T² keeps the gradient scale
-    independent of T."""
+    independent of T.
+
+    The project's one hand-written distillation loss. The student's ``kd`` stage uses TRL's
+    ``DistillationTrainer`` as it is, but that trainer (TRL 1.16) learns on the student's own
+    sampled completions only; recovery learns on the verified answers, and needs their
+    cross-entropy beside the divergence, which neither it nor the experimental ``GKDTrainer``
+    (``lmbda=0``: dataset answers, divergence alone) computes."""
 
     def __init__(self, *args: Any, teacher: torch.nn.Module, temperature: float, kl_weight: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
