@@ -38,7 +38,8 @@ sys.path.insert(0, str(PROJECT / "src"))
 import torch  # noqa: E402
 
 from supertiny.compression.pruning import parameter_count  # noqa: E402
-from supertiny.compression.quantization import Recipe, quantize  # noqa: E402
+from supertiny.compression.quantization import quantize  # noqa: E402
+from supertiny.quantized_model import Recipe  # noqa: E402
 from supertiny.compression.fine_tuning import calibration_batches  # noqa: E402
 from supertiny.datasets import ModelBundle, ModelDataset, ModelDirectory  # noqa: E402
 from supertiny.inference import evaluate_model, sample_requests  # noqa: E402

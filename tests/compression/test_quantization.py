@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from supertiny.compression.quantization import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe, quantize, smooth_mlp
+from supertiny.compression.quantization import quantize, smooth_mlp
+from supertiny.quantized_model import PICKLED_WEIGHTS, WEIGHTS_FILE, Recipe
 from supertiny.compression.settings import check_quantization
 from supertiny.compression.fine_tuning import calibration_batches
 from supertiny.datasets import ModelBundle, ModelDataset

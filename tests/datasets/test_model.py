@@ -76,3 +76,18 @@ def test_a_model_directory_with_a_crafted_pickle_is_refused_without_running(tmp_
     with pytest.raises(TypeError, match="weights_only=False"):
         directory.load_model(weights_only=False)
     assert not marker.exists()
+
+
+def test_the_model_dataset_does_not_depend_on_the_compression_package():
+    """The saved form of a quantised model is supertiny.quantized_model's: the dataset layer reads
+    and writes it without importing the compression pipeline's code."""
+    import ast
+    from pathlib import Path
+
+    import supertiny.datasets
+
+    for path in Path(supertiny.datasets.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        assert not [name for name in imported if name.startswith("supertiny.compression")], path.name

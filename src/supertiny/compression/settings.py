@@ -12,9 +12,7 @@ from supertiny.errors import ConfigError
 CRITERIA = ("magnitude", "snip", "snip_momentum", "snip_progressive", "snip_momentum_progressive")
 SPARSITY_DECAYS = ("exp", "linear", "cos", "cube")
 
-# Quantisation methods (see supertiny.compression.quantization).
-METHODS = ("rtn", "gptq", "inc_dynamic_int8", "torch_dynamic_int8")
-WEIGHT_ONLY = ("rtn", "gptq")
+# Quantisation methods are supertiny.quantized_model.METHODS (it imports torch: read at check time).
 WEIGHT_ONLY_BITS = (4, 8)
 # INC's weight-only group sizes (RTNConfig.register_supported_configs); -1: one group per row.
 GROUP_SIZES = (-1, 32, 64, 128, 256, 512, 1024)
@@ -92,6 +90,8 @@ def check_precision(compression: dict[str, Any], device: Any) -> None:
 
 def check_quantization(settings: dict[str, Any], setting: str = "compression.quantization") -> None:
     """Raise ConfigError for a method, bit width or group size that cannot run here."""
+    from supertiny.quantized_model import METHODS, WEIGHT_ONLY
+
     method = settings.get("method")
     if method in UNSUPPORTED:
         raise ConfigError(f"{setting}.method: {method!r} is not supported on this CPU: {UNSUPPORTED[method]}; use one of {METHODS}")
@@ -138,7 +138,7 @@ def check_against_model(compression: dict[str, Any], model: Any) -> None:
             f"compression.pruning.mlp.op_names {op_names} match no linear layer of the model; "
             f"its layers are named like {linears[:4]}"
         )
-    from supertiny.compression.quantization import kept_float
+    from supertiny.quantized_model import kept_float
 
     for pattern in compression["quantization"].get("keep_float") or []:
         if not kept_float(model, [pattern]):

@@ -6,7 +6,7 @@ itself, because some readers only need the path (a server, a size measurement) a
 should be loaded once, by the node that uses it, with the options that node needs.
 
 A quantised model (a bundle with a ``quantization`` recipe) is saved in its quantised form by
-``supertiny.compression.quantization``, and ``load_model`` rebuilds it from that directory.
+``supertiny.quantized_model``, and ``load_model`` rebuilds it from that directory.
 No model is loaded through an unrestricted pickle: weights are safetensors, and a directory
 with only ``pytorch_model.bin`` is read with ``weights_only=True``, which runs no code.
 """
@@ -27,7 +27,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 @dataclass
 class ModelBundle:
     """What a node returns to save a model: the model and its tokenizer, and for a quantised
-    model its ``supertiny.compression.quantization.Recipe`` (saved quantised, not as float)."""
+    model its ``supertiny.quantized_model.Recipe`` (saved quantised, not as float)."""
 
     model: Any
     tokenizer: Any
@@ -43,7 +43,7 @@ class ModelDirectory:
     def load_model(self, **kwargs: Any) -> Any:
         """The model; a quantised one is rebuilt in its quantised form (``kwargs`` are
         ``from_pretrained`` options, which do not apply to it)."""
-        from supertiny.compression.quantization import is_quantized, load_quantized
+        from supertiny.quantized_model import is_quantized, load_quantized
 
         if is_quantized(self.path):
             if kwargs:
@@ -123,7 +123,7 @@ class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelD
         if isinstance(data, ModelDirectory):
             shutil.copytree(data.path, partial)
         elif isinstance(data, ModelBundle) and data.quantization is not None:
-            from supertiny.compression.quantization import save_quantized
+            from supertiny.quantized_model import save_quantized
 
             save_quantized(data.model, data.tokenizer, data.quantization, partial)
         elif isinstance(data, ModelBundle):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from supertiny.compression.quantization import RECIPE_FILE
+from supertiny.quantized_model import RECIPE_FILE
 from supertiny.datasets import ModelDataset, ModelDirectory
 from supertiny.runtime import CPU, Device
 from supertiny.errors import ConfigError

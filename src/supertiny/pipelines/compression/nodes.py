@@ -31,7 +31,8 @@ from supertiny.compression.pruning import (
     pruned_share,
     slim_mlp,
 )
-from supertiny.compression.quantization import Recipe, quantize
+from supertiny.compression.quantization import quantize
+from supertiny.quantized_model import Recipe
 from supertiny.compression.settings import check_against_model, check_params, recovery_steps
 from supertiny.compression.fine_tuning import calibration_batches, distil, fine_tune
 from supertiny.datasets import ModelBundle, ModelDirectory

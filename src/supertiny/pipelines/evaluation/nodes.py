@@ -139,7 +139,7 @@ def check_params(params: dict[str, Any]) -> None:
 
 def evaluation_device(model_dir: ModelDirectory, runtime: dict[str, Any]) -> Device:
     """``runtime.device``, except for a quantised model: its quantised layers run on the CPU only."""
-    from supertiny.compression.quantization import is_quantized
+    from supertiny.quantized_model import is_quantized
 
     device = resolve_device(runtime)
     if not device.use_cpu and is_quantized(model_dir.path):
