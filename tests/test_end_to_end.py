@@ -110,7 +110,7 @@ def test_filtering_runs_on_a_hand_made_candidates_file(kedro, project, smoke_out
     (env / "catalog.yml").write_text(
         "teacher_candidates:\n  type: supertiny.datasets.JSONLinesDataset\n  filepath: data/01_raw/handmade_candidates.jsonl\n"
     )
-    result = kedro(project, "run", "--env", "handmade", "--pipelines", "filtering", "--nodes", "filter_train_candidates,plot_filter_report")
+    result = kedro(project, "run", "--env", "handmade", "--pipelines", "filtering", "--namespaces", "filter_train")
     assert result.returncode == 0, result.stderr[-3000:]
     kept = [json.loads(line) for line in (smoke / "05_model_input" / "distill_train.jsonl").read_text().splitlines()]
     assert [(row["id"], row["sample"]) for row in kept] == [(labelled[0]["id"], 0)]
@@ -118,12 +118,6 @@ def test_filtering_runs_on_a_hand_made_candidates_file(kedro, project, smoke_out
     assert sorted(row["step"] for row in rejected) == ["format", "schema"]
     summary = json.loads((smoke / "08_reporting" / "filter_summary.json").read_text())
     assert summary["candidates"] == 3 and summary["examples_kept"] == 1
-
-
-def test_an_unknown_verifier_stops_the_run_before_any_node(kedro, project):
-    output = run_broken(kedro, project, "parameters_filtering.yml", "filtering:\n  verifiers: [format, vibes]\n", "filtering")
-    assert "filtering.verifiers: unknown verifier(s) ['vibes']" in output
-    assert "Running node" not in output
 
 
 def test_a_misspelt_key_in_a_section_the_pipeline_does_not_read_stops_the_run_before_any_node(kedro, project):

@@ -69,13 +69,3 @@ def test_a_source_that_does_not_match_data_fields_stops_with_one_message(kedro, 
     assert "6 of 6 rows rejected" in output and "['answer', 'prompt']" in output and '"messages": "messages"' in output
     assert not (outputs / "05_model_input" / "train_requests.jsonl").exists(), "stopped before the split"
     assert len(_jsonl(outputs / "02_intermediate" / "rejected_requests.jsonl")) == 6
-
-
-def test_an_unknown_format_stops_the_run_before_any_node(kedro, project):
-    outputs = _env(project, "badformat", "data/01_raw/demo_requests.jsonl", "data:\n  format: csv_chat\n")
-    result = kedro(project, "run", "--env", "badformat", "--pipelines", "data")
-    assert result.returncode != 0
-    output = result.stderr + result.stdout
-    assert "data.format must be one of" in output and "'openai_chat'" in output and "got 'csv_chat'" in output
-    assert "Traceback" not in output
-    assert not (outputs / "02_intermediate").exists()
