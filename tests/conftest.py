@@ -24,12 +24,12 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 _spec = importlib.util.spec_from_file_location("fake_openai", PROJECT / "tests" / "teacher" / "fake_openai.py")
 sys.modules["fake_openai"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sys.modules["fake_openai"])
-# The tools the tests offer (tests/tool_fixtures.py), importable as `tool_fixtures` from every test.
-_spec = importlib.util.spec_from_file_location("tool_fixtures", PROJECT / "tests" / "tool_fixtures.py")
-sys.modules["tool_fixtures"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sys.modules["tool_fixtures"])
+# What the tests share (tests/project_fixtures.py), importable as `project_fixtures` from every test.
+_spec = importlib.util.spec_from_file_location("project_fixtures", PROJECT / "tests" / "project_fixtures.py")
+sys.modules["project_fixtures"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["project_fixtures"])
 
-from tool_fixtures import LIGHTS, TIMER  # noqa: E402  (registered just above)
+from project_fixtures import LIGHTS, TIMER, project_teacher_settings  # noqa: E402  (registered just above)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,12 @@ def kedro():
         return subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+@pytest.fixture
+def teacher_settings(tmp_path) -> dict:
+    """The project's own teacher settings, with a response cache in tmp_path; tests override what they test."""
+    return project_teacher_settings(tmp_path / "teacher_cache")
+
 
 @pytest.fixture
 def tool_catalog() -> list[dict]:

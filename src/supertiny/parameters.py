@@ -1,12 +1,14 @@
 """The shape of the parameters: one pydantic model per section of ``conf/*/parameters_*.yml``.
 
-Each model lists every key its section may hold, with its type and, where a setting is one of a
-few words, those words. An unknown key (a typo) is a ConfigError naming the dotted key and the
-nearest known one, before any node runs (``supertiny.hooks``). The values themselves, and so the
-defaults, stay in the YAML: these models only check, they are not what the nodes read. Rules
-between settings (a stage order, a range that depends on the method) are the sections' own
-``check_params``. TRL's ``args:`` pass through as they are; ``training.settings`` checks them
-against TRL's own config fields.
+Each model lists every key its section may hold, with its type, its range where it has one
+(``Share``, ``Positive``, ...) and, where a setting is one of a few words, those words. An
+unknown key (a typo) is a ConfigError naming the dotted key and the nearest known one, and a
+value out of its type or range one naming the setting, before any node runs
+(``supertiny.hooks``). The values themselves, and so the defaults, stay in the YAML: these
+models only check, they are not what the nodes read. What one setting cannot say alone (a
+stage order, a range that depends on the method, the device, the model) is the sections' own
+``check_params``, which check their section against its model first. TRL's ``args:`` pass
+through as they are; ``training.settings`` checks them against TRL's own config fields.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supertiny.compression.settings import CRITERIA, SPARSITY_DECAYS
 from supertiny.errors import ConfigError
 from supertiny.formats import READERS
 from supertiny.model_sources import SOURCE_KINDS
 from supertiny.pipelines.filtering.nodes import SELECTIONS as FILTER_SELECTIONS
+from supertiny.pipelines.filtering.verifiers import VERIFIERS
 from supertiny.prompt import TOOLS_MODES
 from supertiny.runtime import DEVICES
 from supertiny.teacher.config import ENGINES, SELECTIONS, STRATEGIES, STRUCTURED_MODES
@@ -30,7 +33,14 @@ from supertiny.teacher.config import ENGINES, SELECTIONS, STRATEGIES, STRUCTURED
 # How sure an answer is (``decoding.Decoded.confidence``): the least, or the mean, probability of
 # the tokens the model chose where the grammar left a choice.
 CONFIDENCE_SIGNALS = ("min", "mean")
+FILTER_VERIFIERS = tuple(VERIFIERS)
 Number = float  # strict float takes an int too (1 for 1.0), never a bool or a string
+Share = Annotated[Number, Field(ge=0, le=1)]  # a share of something: [0, 1]
+PositiveShare = Annotated[Number, Field(gt=0, le=1)]  # (0, 1]
+PositiveNumber = Annotated[Number, Field(gt=0)]
+NonNegativeNumber = Annotated[Number, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
 
 
 class Section(BaseModel):
@@ -51,14 +61,14 @@ class DataFields(Section):
 
 
 class OpenAIExport(Section):
-    no_call_reply: str | None = None
+    no_call_reply: Annotated[str, Field(pattern=r"\S")] | None = None  # a text, not blank
 
 
 class DataSplit(Section):
     group_by: str | None = None
     stratify_by: str | None = None
-    val_fraction: Number | None = None
-    test_fraction: Number | None = None
+    val_fraction: Annotated[Number, Field(ge=0, lt=1)] | None = None
+    test_fraction: Annotated[Number, Field(ge=0, lt=1)] | None = None
     seed: int | None = None
 
 
@@ -67,8 +77,8 @@ class Data(Section):
     fields: DataFields | None = None
     default_tools: Literal["all"] | list[Any] | None = None  # "all": every function the source's rows offer
     source_split: str | None = None
-    max_line_bytes: int | None = None
-    max_rejected_share: Number | None = None
+    max_line_bytes: Positive | None = None  # null: no limit
+    max_rejected_share: Share | None = None
     openai_export: OpenAIExport | None = None
     split: DataSplit | None = None
 
@@ -78,12 +88,12 @@ class LocalServer(Section):
     engine: Literal[ENGINES] | None = None
     python: str | None = None
     threads: str | None = None
-    kv_cache_gib: Number | None = None
-    max_model_len: int | None = None
-    startup_timeout_s: Number | None = None
+    kv_cache_gib: PositiveNumber | None = None
+    max_model_len: Annotated[int, Field(ge=64)] | None = None
+    startup_timeout_s: PositiveNumber | None = None
     continuous_batching: bool | None = None
-    kv_cache_tokens: int | None = None
-    kv_page_tokens: int | None = None
+    kv_cache_tokens: Positive | None = None
+    kv_page_tokens: Annotated[int, Field(ge=4)] | None = None
     extra_args: list[str] | None = None
 
 
@@ -91,12 +101,12 @@ class TeacherSelection(Section):
     model_dir: str | None = None
     labelled: str | None = None
     signal: Literal[CONFIDENCE_SIGNALS] | None = None
-    pool: int | None = None
+    pool: NonNegative | None = None  # null: every request
 
 
 class Price(Section):
-    prompt: Number | None = None
-    completion: Number | None = None
+    prompt: NonNegativeNumber | None = None
+    completion: NonNegativeNumber | None = None
 
 
 class Teacher(Section):
@@ -105,50 +115,50 @@ class Teacher(Section):
     api_key_env: str | None = None
     strategy: Literal[STRATEGIES] | None = None
     structured_outputs: Literal[STRUCTURED_MODES] | bool | None = None  # YAML reads a bare on/off as a boolean
-    k_samples: int | None = None
-    temperature: Number | None = None
-    max_tokens: int | None = None
-    max_tokens_select: int | None = None
-    concurrency: int | None = None
-    timeout_s: Number | None = None
-    max_retries: int | None = None
-    seed_examples: int | None = None
-    few_shot: int | None = None
-    max_requests: int | None = None
-    val_max_requests: int | None = None
+    k_samples: Positive | None = None
+    temperature: NonNegativeNumber | None = None
+    max_tokens: Positive | None = None
+    max_tokens_select: Positive | None = None
+    concurrency: Positive | None = None
+    timeout_s: PositiveNumber | None = None
+    max_retries: NonNegative | None = None
+    seed_examples: NonNegative | None = None
+    few_shot: NonNegative | None = None
+    max_requests: NonNegative | None = None  # null: every request
+    val_max_requests: NonNegative | None = None
     select: Literal[SELECTIONS] | None = None
     selection: TeacherSelection | None = None
     seed: int | None = None
     cache_dir: str | None = None
     prices: dict[str, Price] | None = None
-    max_cost_usd: Number | None = None
+    max_cost_usd: PositiveNumber | None = None  # null: no cap
     local_server: LocalServer | None = None
 
 
 class FilterReference(Section):
-    min_similarity: Number | None = None
+    min_similarity: PositiveShare | None = None  # null: exact match
 
 
 class FilterConsistency(Section):
-    min_share: Number | None = None
+    min_share: PositiveShare | None = None
 
 
 class Judge(Section):
     only_unlabelled: bool | None = None
-    max_tokens: int | None = None
+    max_tokens: Positive | None = None
     model_dir: str | None = None
     teacher: Teacher | None = None  # the judge's own teacher settings, over the teacher section
 
 
 class Filtering(Section):
-    verifiers: list[str] | None = None
+    verifiers: list[Literal[FILTER_VERIFIERS]] | None = None
     reference: FilterReference | None = None
     consistency: FilterConsistency | None = None
     judge: Judge | None = None
     selection: Literal[FILTER_SELECTIONS] | None = None
-    max_per_function: int | None = None
-    no_call_margin: Number | None = None
-    max_no_call_share: Number | None = None
+    max_per_function: Positive | None = None  # null: no cap
+    no_call_margin: Share | None = None  # null: no check
+    max_no_call_share: Share | None = None
     fill_from_references: bool | None = None
     seed: int | None = None
 
@@ -346,14 +356,24 @@ def check_section(section: str, value: Any) -> None:
 
 def _message(section: str, model: type[Section], error: dict[str, Any]) -> str:
     path, known = _setting_path(model, error["loc"])
-    setting = ".".join([section, *path])
+    # A list's item by its position: filtering.verifiers[1]
+    setting = section + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in path)
     if error["type"] == "extra_forbidden":
         article = "an" if section[0] in "aeiou" else "a"
         return f"{setting} is not {article} {section} setting{_hint(path[-1], known, '.'.join([section, *path[:-1]]) + '.')}"
     if error["type"] == "literal_error":
         return f"{setting} must be one of {error['ctx']['expected']}; got {error.get('input')!r}"
+    if error["type"] in BOUNDS:
+        word, key = BOUNDS[error["type"]]
+        bound = error["ctx"][key]
+        return f"{setting} must be {word} {bound:g}; got {error.get('input')!r}"
     message = error["msg"][0].lower() + error["msg"][1:]
     return f"{setting}: {message}; got {error.get('input')!r}"
+
+
+# pydantic's range errors, as a setting's message says them.
+BOUNDS = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
+          "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
 
 
 def _setting_path(model: type[BaseModel], location: tuple) -> tuple[list[str], list[str]]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tool_fixtures import LIGHTS  # put on the import path by tests/conftest.py
+from project_fixtures import LIGHTS  # put on the import path by tests/conftest.py
 
 THERMOSTAT = {
     "type": "function",

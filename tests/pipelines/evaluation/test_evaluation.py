@@ -245,7 +245,7 @@ def test_predictions_of_all_stages_are_concatenated():
     assert collect_predictions([{"stage": "a"}], [{"stage": "b"}, {"stage": "b"}]) == [{"stage": "a"}, {"stage": "b"}, {"stage": "b"}]
 
 
-def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(requests, tmp_path, monkeypatch):
+def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(requests, tmp_path, monkeypatch, teacher_settings):
     # Priced as an endpoint elsewhere would be (the fake server is on this machine), which needs a key.
     monkeypatch.setattr(teacher_config, "is_loopback", lambda base_url: False)
     monkeypatch.setenv("SUPERTINY_TEST_KEY", "sk-test")
@@ -261,7 +261,7 @@ def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(
         answer_tokens.append((sum(len(m["content"] or "") for m in body["messages"]) // 4, max(len(content) // 4, 1)))
         return {"role": "assistant", "content": content}
 
-    teacher = {"base_url": None, "model": "teacher", "api_key_env": "SUPERTINY_TEST_KEY", "strategy": "prompted", "k_samples": 4,
+    teacher = {**teacher_settings, "base_url": None, "model": "teacher", "api_key_env": "SUPERTINY_TEST_KEY", "strategy": "prompted", "k_samples": 4,
                "temperature": 0.9, "max_tokens": 64, "concurrency": 2, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
                "cache_dir": str(tmp_path / "cache"), "prices": {"teacher": {"prompt": 1.0, "completion": 2.0}}}
     with fake_openai.FakeOpenAI(reply=reply) as server:
@@ -289,7 +289,7 @@ def test_the_teacher_row_scores_its_greedy_answers_through_its_cache_and_prices(
 
 
 @pytest.mark.parametrize("base_url", [None, "http://127.0.0.1:8000/v1"])
-def test_a_teacher_on_this_machine_costs_its_machine_time(requests, tmp_path, monkeypatch, base_url):
+def test_a_teacher_on_this_machine_costs_its_machine_time(requests, tmp_path, monkeypatch, base_url, teacher_settings):
     """Embedded or on a loopback address: machine time at evaluation.price_per_hour_usd, from the
     answers' latencies (Little's law: concurrency 2 keeps two answers in flight)."""
     def fake_label_requests(asked, seed_examples, config, model_dir=None):
@@ -300,7 +300,7 @@ def test_a_teacher_on_this_machine_costs_its_machine_time(requests, tmp_path, mo
         return candidates, usage
 
     monkeypatch.setattr(nodes, "label_requests", fake_label_requests)
-    teacher = {"base_url": base_url, "model": "teacher", "strategy": "prompted", "concurrency": 2, "cache_dir": str(tmp_path)}
+    teacher = {**teacher_settings, "base_url": base_url, "model": "teacher", "strategy": "prompted", "concurrency": 2, "cache_dir": str(tmp_path)}
     row, _, _ = evaluate_teacher(requests, [], SimpleNamespace(path=tmp_path), teacher, PARAMS)
     # (1 + 3 + 2) s of latency / 2 in flight = 3 s for 3 answers: 1 s an answer, at $0.36 an hour.
     assert row["cost_per_1k_requests"] == pytest.approx(1000 * 1.0 * 0.36 / 3600)
@@ -309,9 +309,9 @@ def test_a_teacher_on_this_machine_costs_its_machine_time(requests, tmp_path, mo
     assert row["cost_per_1k_requests"] == pytest.approx(1000 * (100 * 1.0 + 10 * 2.0) / 1e6)  # tokens x prices
 
 
-def test_unlabelled_requests_log_n_a_not_zero(requests, tmp_path, caplog):
+def test_unlabelled_requests_log_n_a_not_zero(requests, tmp_path, caplog, teacher_settings):
     unlabelled = [{**request, "reference": None} for request in requests]
-    teacher = {"model": "teacher", "api_key_env": None, "strategy": "prompted", "k_samples": 1, "max_tokens": 32,
+    teacher = {**teacher_settings, "model": "teacher", "api_key_env": None, "strategy": "prompted", "k_samples": 1, "max_tokens": 32,
                "concurrency": 2, "timeout_s": 10, "max_retries": 0, "few_shot": 0, "cache_dir": str(tmp_path / "cache")}
     with fake_openai.FakeOpenAI() as server, caplog.at_level("INFO", logger="supertiny"):
         row, _, _ = evaluate_teacher(unlabelled, [], SimpleNamespace(path=tmp_path), {**teacher, "base_url": server.base_url}, PARAMS)

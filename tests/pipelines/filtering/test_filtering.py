@@ -163,7 +163,7 @@ def test_unknown_request_ids_and_test_requests_stop_the_run(request_of):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"verifiers": ["format", "spellcheck"]}, "unknown verifier(s) ['spellcheck']"),
+        ({"verifiers": ["format", "spellcheck"]}, "filtering.verifiers[1] must be one of 'format', 'schema', 'reference', 'consistency' or 'judge'; got 'spellcheck'"),
         ({"verifiers": ["format", "format"]}, "listed twice"),
         ({"verifiers": ["schema"]}, "filtering.verifiers must start with format: the others check the calls it parses"),
         ({"verifiers": ["reference", "format"]}, "filtering.verifiers must start with format"),
@@ -261,7 +261,7 @@ def test_a_few_no_call_answers_are_not_enough_to_stop(request_of, caplog):
 
 @pytest.mark.parametrize("key", ["max_no_call_share", "no_call_margin"])
 def test_no_call_settings_are_checked(key):
-    with pytest.raises(ConfigError, match=f"filtering.{key} must be a number in"):
+    with pytest.raises(ConfigError, match=f"filtering.{key} must be at most 1; got 1.5"):
         check_params({**PARAMS, key: 1.5})
 
 

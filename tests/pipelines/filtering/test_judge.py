@@ -34,8 +34,8 @@ def judge_reply(body: dict) -> dict:
 
 
 @pytest.fixture
-def teacher(tmp_path):
-    return {"base_url": None, "model": "judge", "api_key_env": None, "strategy": "prompted", "k_samples": 3,
+def teacher(tmp_path, teacher_settings):
+    return {**teacher_settings, "base_url": None, "model": "judge", "api_key_env": None, "strategy": "prompted", "k_samples": 3,
             "temperature": 0.7, "max_tokens": 80, "concurrency": 2, "timeout_s": 10, "max_retries": 0,
             "cache_dir": str(tmp_path / "cache"), "prices": {"judge": {"prompt": 1.0, "completion": 1.0}}}
 
@@ -117,8 +117,8 @@ def test_filtering_with_the_judge_keeps_its_verdict_and_reports_its_cost(request
 
 @pytest.mark.parametrize(
     ("judge", "message"),
-    [({"max_tokens": 0}, "filtering.judge.max_tokens must be a positive integer"),
-     ({"teacher": "gpt-4o"}, "filtering.judge.teacher must be a mapping")],
+    [({"max_tokens": 0}, "filtering.judge.max_tokens must be at least 1; got 0"),
+     ({"teacher": "gpt-4o"}, "filtering.judge.teacher: input should be a valid dictionary")],
 )
 def test_bad_judge_settings_are_named(judge, message):
     params = {"verifiers": ["format", "judge"], "reference": {}, "consistency": {"min_share": 0.5}, "selection": "first", "judge": judge}

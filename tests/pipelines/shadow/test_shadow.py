@@ -13,6 +13,7 @@ from supertiny.pipelines.shadow.nodes import shadow_compare
 from supertiny.teacher.client import RUN_SPENDING
 
 import fake_openai  # tests/teacher/fake_openai.py, put on the import path by tests/conftest.py
+from project_fixtures import project_teacher_settings  # so is this
 
 LOCK = {"type": "function", "function": {"name": "lock_door", "parameters": {
     "type": "object", "properties": {"door": {"type": "string", "enum": ["front", "back"]}}, "required": ["door"],
@@ -28,7 +29,7 @@ def final_model(tiny_model, tmp_path):
 
 
 def _teacher(server, tmp_path) -> dict:
-    return {"base_url": server.base_url, "model": "teacher", "api_key_env": None, "strategy": "native", "k_samples": 3,
+    return {**project_teacher_settings(tmp_path / "cache"), "base_url": server.base_url, "model": "teacher", "api_key_env": None, "strategy": "native", "k_samples": 3,
             "temperature": 0.7, "max_tokens": 32, "concurrency": 4, "timeout_s": 10, "max_retries": 0, "few_shot": 0,
             "cache_dir": str(tmp_path / "cache")}
 

@@ -45,29 +45,24 @@ def _plain(value: Any) -> Any:
 
 def source_settings(params: dict[str, Any]) -> dict[str, Any]:
     """``data.format``, ``data.fields``, ``data.max_line_bytes`` and ``data.max_rejected_share``, checked."""
-    check_section("data", params)  # known keys, a known format, field names: the parameters model's
-    format_ = params.get("format") or "canonical"
+    check_section("data", params)  # keys, types, ranges, a known format: the parameters model's
     fields = params.get("fields") or {}
-    max_line_bytes = params.get("max_line_bytes")
-    if max_line_bytes is not None and (isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1):
-        raise ConfigError(f"data.max_line_bytes must be a positive number of bytes or null (no limit); got {max_line_bytes!r}")
-    share = params.get("max_rejected_share", 0.5)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise ConfigError(f"data.max_rejected_share must be a number in [0, 1]; got {share!r}")
     return {
-        "format": format_,
+        "format": params.get("format") or "canonical",
         "fields": {name: fields.get(name) or name for name in RECORD_FIELDS},
-        "max_line_bytes": max_line_bytes,
-        "max_rejected_share": share,
+        "max_line_bytes": params.get("max_line_bytes"),
+        "max_rejected_share": params.get("max_rejected_share", 0.5),
     }
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """The data settings, checked before a run starts (``supertiny.hooks``)."""
+    """The data settings, checked before a run starts (``supertiny.hooks``): the model's checks,
+    and what the split's two fractions must be together."""
     source_settings(params)
-    reply = (params.get("openai_export") or {}).get("no_call_reply")
-    if not isinstance(reply, str) or not reply.strip():
-        raise ConfigError(f"data.openai_export.no_call_reply must be a non-empty text; got {reply!r}")
+    split = params.get("split") or {}
+    if split.get("val_fraction", 0) + split.get("test_fraction", 0) >= 1:
+        raise ConfigError(f"data.split: val_fraction + test_fraction must be below 1 (the rest trains); "
+                          f"got {split.get('val_fraction')} + {split.get('test_fraction')}")
 
 
 def _source_rows(raw: Any, source_split: str | None, max_line_bytes: int | None) -> Iterator[tuple[int, Any]]:
@@ -257,9 +252,8 @@ def split_requests(requests: list[dict], split: dict[str, Any]) -> tuple[list[di
     """Train / validation / test by whole groups (the demo's phrasing templates), so that test
     phrasings never appear in training; each stratum (intent) gives groups to every split."""
     group_by, stratify_by = split.get("group_by"), split.get("stratify_by")
+    check_params({"split": split})
     val_fraction, test_fraction = split["val_fraction"], split["test_fraction"]
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"data.split fractions must be in [0, 1) and sum below 1; got val {val_fraction}, test {test_fraction}")
     strata: dict[str, set[str]] = defaultdict(set)
     group_of = {}
     for request in requests:

@@ -26,34 +26,15 @@ SELECTIONS = ("first", "majority", "all_distinct")
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """Fail at the start of a run, not after the teacher's hour, on a setting that cannot work."""
-    unknown = [name for name in params["verifiers"] if name not in VERIFIERS]
-    if unknown:
-        raise ConfigError(f"filtering.verifiers: unknown verifier(s) {unknown}; known: {sorted(VERIFIERS)}")
+    """Fail at the start of a run, not after the teacher's hour, on a setting that cannot work:
+    the parameters model's checks (known verifiers, ranges), then the verifiers' order."""
+    from supertiny.parameters import check_section  # the parameters models import this module's SELECTIONS
+
+    check_section("filtering", params)
     if len(set(params["verifiers"])) != len(params["verifiers"]):
         raise ConfigError(f"filtering.verifiers: a verifier is listed twice: {params['verifiers']}")
     if params["verifiers"] and params["verifiers"][0] != "format":
         raise ConfigError(f"filtering.verifiers must start with format: the others check the calls it parses; got {params['verifiers']}")
-    if params["selection"] not in SELECTIONS:
-        raise ConfigError(f"filtering.selection must be one of {SELECTIONS}; got {params['selection']!r}")
-    min_similarity = params["reference"].get("min_similarity")
-    if min_similarity is not None and not 0 < min_similarity <= 1:
-        raise ConfigError(f"filtering.reference.min_similarity must be in (0, 1] or null; got {min_similarity}")
-    if not 0 < params["consistency"]["min_share"] <= 1:
-        raise ConfigError(f"filtering.consistency.min_share must be in (0, 1]; got {params['consistency']['min_share']}")
-    judge = params.get("judge") or {}
-    if "judge" in params["verifiers"]:
-        if not isinstance(judge.get("max_tokens", 64), int) or judge.get("max_tokens", 64) < 1:
-            raise ConfigError(f"filtering.judge.max_tokens must be a positive integer; got {judge.get('max_tokens')!r}")
-        if not isinstance(judge.get("teacher") or {}, dict):
-            raise ConfigError(f"filtering.judge.teacher must be a mapping of teacher settings; got {judge.get('teacher')!r}")
-    cap = params.get("max_per_function")
-    if cap is not None and (not isinstance(cap, int) or cap < 1):
-        raise ConfigError(f"filtering.max_per_function must be a positive integer or null; got {cap!r}")
-    for key in ("max_no_call_share", "no_call_margin"):
-        value = params.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
-            raise ConfigError(f"filtering.{key} must be a number in [0, 1] or null (no check); got {value!r}")
 
 
 def check_no_call_share(items: list[Item], params: dict[str, Any], source: str) -> dict[str, Any]:

@@ -1,5 +1,22 @@
-"""The tools the tests offer (importable as ``tool_fixtures`` from every test, by tests/conftest.py):
-one definition of each, so that a schema detail a test relies on is the same everywhere."""
+"""What the tests share, importable as ``project_fixtures`` from every test (tests/conftest.py
+registers it): the tools they offer, one definition of each, so that a schema detail a test
+relies on is the same everywhere; and the project's own teacher settings."""
+
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def project_teacher_settings(cache_dir: str | Path) -> dict:
+    """conf/base/parameters_teacher.yml's teacher section, where every teacher setting is given
+    (the code has no defaults of its own), with a response cache in ``cache_dir``."""
+    settings = yaml.safe_load((PROJECT / "conf" / "base" / "parameters_teacher.yml").read_text())["teacher"]
+    settings["cache_dir"] = str(cache_dir)
+    settings["local_server"]["python"] = str(PROJECT / ".venv-teacher" / "bin" / "python")
+    return settings
+
 
 LIGHTS = {
     "type": "function",
