@@ -246,11 +246,10 @@ def decoder_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
     ``evaluation.fast_path`` (``jump_forward``, ``prefix_cache``; both on by default) and
     ``evaluation.no_call_threshold`` (a probability in (0, 1), or null: greedy)."""
     settings = evaluation.get("fast_path") or {}
-    check_section("evaluation", {"fast_path": settings})  # its keys and their types: the parameters model's
-    checked = {key: settings.get(key, True) for key in ("jump_forward", "prefix_cache")}
     threshold = evaluation.get("no_call_threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1):
-        raise ConfigError(f"evaluation.no_call_threshold must be a probability in (0, 1), or null (greedy); got {threshold!r}")
+    # Keys, types and the threshold's range: the parameters model's.
+    check_section("evaluation", {"fast_path": settings, "no_call_threshold": threshold})
+    checked = {key: settings.get(key, True) for key in ("jump_forward", "prefix_cache")}
     checked["no_call_threshold"] = None if threshold is None else float(threshold)
     return checked
 

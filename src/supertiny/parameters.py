@@ -28,6 +28,7 @@ from supertiny.pipelines.filtering.nodes import SELECTIONS as FILTER_SELECTIONS
 from supertiny.pipelines.filtering.verifiers import VERIFIERS
 from supertiny.prompt import TOOLS_MODES
 from supertiny.runtime import DEVICES
+from supertiny.training.settings import STAGES
 from supertiny.teacher.config import ENGINES, SELECTIONS, STRATEGIES, STRUCTURED_MODES
 
 # How sure an answer is (``decoding.Decoded.confidence``): the least, or the mean, probability of
@@ -165,21 +166,21 @@ class Filtering(Section):
 
 class Lora(Section):
     enabled: bool | None = None
-    r: int | None = None
-    alpha: Number | None = None
-    dropout: Number | None = None
-    target_modules: list[str] | str | None = None
+    r: Positive | None = None
+    alpha: Positive | None = None
+    dropout: Annotated[Number, Field(ge=0, lt=1)] | None = None
+    target_modules: Annotated[list[str], Field(min_length=1)] | Literal["all-linear"] | None = None
 
 
 class SFTStage(Section):
-    early_stopping_patience: int | None = None
+    early_stopping_patience: Positive | None = None  # null: no early stopping
     lora: Lora | None = None
     args: dict[str, Any] | None = None
 
 
 class Reward(Section):
-    similarity: Number | None = None
-    format: Number | None = None
+    similarity: NonNegativeNumber | None = None
+    format: NonNegativeNumber | None = None
 
 
 class RLStage(Section):
@@ -195,9 +196,9 @@ class KDStage(Section):
 
 
 class Student(Section):
-    stages: list[str] | None = None
+    stages: Annotated[list[Literal[STAGES]], Field(min_length=1)] | None = None  # in the pipeline's order (check_params)
     tools_mode: Literal[TOOLS_MODES] | None = None
-    max_length: int | None = None
+    max_length: Annotated[int, Field(ge=8)] | None = None  # tokens
     seed: int | None = None
     sft: SFTStage | None = None
     rl: RLStage | None = None
@@ -219,20 +220,20 @@ class BaseModelSettings(Section):
 
 
 class Depth(Section):
-    drop_layers: int | None = None
-    calibration_rows: int | None = None
+    drop_layers: NonNegative | None = None
+    calibration_rows: Positive | None = None
 
 
 class MLPPruning(Section):
-    op_names: list[str] | None = None
-    target_sparsity: Number | None = None
-    channel_multiple: int | None = None
+    op_names: Annotated[list[str], Field(min_length=1)] | None = None  # at least one pattern of layer names
+    target_sparsity: Annotated[Number, Field(gt=0, lt=1)] | None = None
+    channel_multiple: Positive | None = None
 
 
 class Schedule(Section):
-    start_step: int | None = None
-    end_step: int | None = None
-    frequency: int | None = None
+    start_step: NonNegative | None = None
+    end_step: NonNegative | None = None  # at least start_step, below the training's max_steps
+    frequency: Positive | None = None
     decay: Literal[SPARSITY_DECAYS] | None = None
 
 
@@ -249,8 +250,8 @@ class Pruning(Section):
 
 
 class Recovery(Section):
-    temperature: Number | None = None
-    kl_weight: Number | None = None
+    temperature: PositiveNumber | None = None
+    kl_weight: Share | None = None
     args: dict[str, Any] | None = None  # TRL SFTConfig's settings
 
 
@@ -260,21 +261,21 @@ class Quantization(Section):
     group_size: int | None = None
     quantize_embedding: bool | None = None
     keep_float: list[str] | None = None
-    smooth_alpha: Number | None = None
-    calibration_rows: int | None = None
+    smooth_alpha: Share | None = None  # null: no smoothing
+    calibration_rows: NonNegative | None = None
 
 
 class Compression(Section):
     seed: int | None = None
-    train_rows: int | None = None
+    train_rows: Positive | None = None
     pruning: Pruning | None = None
     recovery: Recovery | None = None
     quantization: Quantization | None = None
 
 
 class Latency(Section):
-    prompts: int | None = None
-    warmup: int | None = None
+    prompts: Positive | None = None
+    warmup: NonNegative | None = None
 
 
 class FastPath(Section):
@@ -283,35 +284,35 @@ class FastPath(Section):
 
 
 class Report(Section):
-    confusions: int | None = None
+    confusions: NonNegative | None = None
 
 
 class Evaluation(Section):
-    max_requests: int | None = None
+    max_requests: Positive | None = None  # null: every request
     seed: int | None = None
     unlabelled_reference: Literal["teacher"] | None = None
-    max_new_tokens: int | None = None
+    max_new_tokens: Positive | None = None
     constrained: bool | None = None
-    max_calls: int | None = None
-    batch_size: int | None = None
-    threads: int | None = None
+    max_calls: Positive | None = None  # null: no limit
+    batch_size: Positive | None = None
+    threads: Positive | None = None
     latency: Latency | None = None
     fast_path: FastPath | None = None
     answers: Literal["served", "batched"] | None = None
-    no_call_threshold: Number | None = None
-    price_per_hour_usd: Number | None = None
+    no_call_threshold: Annotated[Number, Field(gt=0, lt=1)] | None = None  # a probability; null: greedy
+    price_per_hour_usd: NonNegativeNumber | None = None
     report: Report | None = None
 
 
 class Fallback(Section):
-    threshold: Number | Literal["auto"] | None = None
+    threshold: Share | Literal["auto"] | None = None
     signal: Literal[("auto", *CONFIDENCE_SIGNALS)] | None = None
 
 
 class Serving(Section):
     model: str | None = None
     host: str | None = None
-    port: int | None = None
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None  # 0: any free port
     fallback: Fallback | None = None
 
 
@@ -363,6 +364,9 @@ def _message(section: str, model: type[Section], error: dict[str, Any]) -> str:
         return f"{setting} is not {article} {section} setting{_hint(path[-1], known, '.'.join([section, *path[:-1]]) + '.')}"
     if error["type"] == "literal_error":
         return f"{setting} must be one of {error['ctx']['expected']}; got {error.get('input')!r}"
+    if error["type"] == "too_short":
+        count = error["ctx"]["min_length"]
+        return f"{setting} must have at least {count} item{'s' if count != 1 else ''}; got {error.get('input')!r}"
     if error["type"] in BOUNDS:
         word, key = BOUNDS[error["type"]]
         bound = error["ctx"][key]
@@ -389,20 +393,28 @@ def _setting_path(model: type[BaseModel], location: tuple) -> tuple[list[str], l
             if part not in current.model_fields:
                 break  # an unknown key
             current = _container(current.model_fields[part].annotation)
-        elif typing.get_origin(current) in (dict, list):
+        elif typing.get_origin(current) is dict or (typing.get_origin(current) is list and isinstance(part, int)):
             path.append(str(part))
             current = _container(typing.get_args(current)[-1])
         else:
-            break
+            break  # a plain value, or a union's member tag
     return path, known
 
 
 def _container(annotation: Any) -> Any:
-    """The model, dict or list type inside an ``X | None`` annotation; None for a plain value."""
+    """The model, dict or list type inside an ``X | None`` annotation (or an ``Annotated`` one
+    with its range); None for a plain value."""
+    annotation = _plain(annotation)
     for option in typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,):
+        option = _plain(option)
         if (isinstance(option, type) and issubclass(option, BaseModel)) or typing.get_origin(option) in (dict, list):
             return option
     return None
+
+
+def _plain(annotation: Any) -> Any:
+    """``X`` of ``Annotated[X, ...]``, anything else as it is."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
 
 
 def _hint(key: str, known: list[str], prefix: str) -> str:

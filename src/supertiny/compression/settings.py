@@ -46,37 +46,24 @@ def recovery_steps(recovery: dict[str, Any]) -> int:
 
 
 def check_params(compression: dict[str, Any]) -> None:
-    """Raise ConfigError, naming the setting, for compression settings that cannot work."""
-    _integer(compression["train_rows"], "compression.train_rows")
+    """Raise ConfigError, naming the setting, for compression settings that cannot work: the
+    parameters model's checks (types, ranges, the criterion and decay words), then the rules
+    between settings."""
+    from supertiny.parameters import check_section  # it imports this module's word lists
+
+    check_section("compression", compression)
     pruning = compression["pruning"]
-    sparsity = pruning["mlp"]["target_sparsity"]
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1:
-        raise ConfigError(f"compression.pruning.mlp.target_sparsity must be a number in (0, 1); got {sparsity!r}")
-    if not pruning["mlp"]["op_names"]:
-        raise ConfigError("compression.pruning.mlp.op_names: give at least one pattern of layer names to prune")
-    _integer(pruning["mlp"]["channel_multiple"], "compression.pruning.mlp.channel_multiple")
-    _integer(pruning["depth"]["drop_layers"], "compression.pruning.depth.drop_layers", 0)
-    _integer(pruning["depth"]["calibration_rows"], "compression.pruning.depth.calibration_rows")
-    if pruning["criterion"] not in CRITERIA:
-        raise ConfigError(f"compression.pruning.criterion must be one of {CRITERIA}; got {pruning['criterion']!r}")
     _training(pruning["training"]["args"], "compression.pruning.training.args", minimum_steps=1)
     schedule = pruning["schedule"]
-    start = _integer(schedule["start_step"], "compression.pruning.schedule.start_step", 0)
-    end = _integer(schedule["end_step"], "compression.pruning.schedule.end_step", start)
-    _integer(schedule["frequency"], "compression.pruning.schedule.frequency")
+    start, end = schedule["start_step"], schedule["end_step"]
+    if end < start:
+        raise ConfigError(f"compression.pruning.schedule.end_step ({end}) must be at least start_step ({start})")
     if end >= pruning["training"]["args"]["max_steps"]:
         raise ConfigError(
             f"compression.pruning.schedule.end_step ({end}) must be below compression.pruning.training.args.max_steps "
             f"({pruning['training']['args']['max_steps']}): the target sparsity is reached at end_step"
         )
-    if schedule["decay"] not in SPARSITY_DECAYS:
-        raise ConfigError(f"compression.pruning.schedule.decay must be one of {SPARSITY_DECAYS}; got {schedule['decay']!r}")
-    recovery = compression["recovery"]
-    _training(recovery["args"], "compression.recovery.args", minimum_steps=0)
-    if not recovery["temperature"] > 0:
-        raise ConfigError(f"compression.recovery.temperature must be positive; got {recovery['temperature']!r}")
-    if not 0 <= recovery["kl_weight"] <= 1:
-        raise ConfigError(f"compression.recovery.kl_weight must be in [0, 1]; got {recovery['kl_weight']!r}")
+    _training(compression["recovery"]["args"], "compression.recovery.args", minimum_steps=0)
     check_quantization(compression["quantization"])
 
 
@@ -90,8 +77,10 @@ def check_precision(compression: dict[str, Any], device: Any) -> None:
 
 def check_quantization(settings: dict[str, Any], setting: str = "compression.quantization") -> None:
     """Raise ConfigError for a method, bit width or group size that cannot run here."""
+    from supertiny.parameters import check_section
     from supertiny.quantized_model import METHODS, WEIGHT_ONLY
 
+    check_section("compression", {"quantization": settings})  # types and ranges: the parameters model's
     method = settings.get("method")
     if method in UNSUPPORTED:
         raise ConfigError(f"{setting}.method: {method!r} is not supported on this CPU: {UNSUPPORTED[method]}; use one of {METHODS}")
@@ -106,8 +95,6 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
     elif bits != 8:
         raise ConfigError(f"{setting}.bits: {method} quantises to 8 bits only; got {bits!r}")
     keep_float = settings.get("keep_float") or []
-    if not isinstance(keep_float, list) or not all(isinstance(name, str) for name in keep_float):
-        raise ConfigError(f"{setting}.keep_float must be a list of regular expressions of layer names (e.g. ['mlp\\.down_proj$']); got {keep_float!r}")
     for pattern in keep_float:
         try:
             re.compile(pattern)
@@ -117,8 +104,6 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
         raise ConfigError(f"{setting}.keep_float applies to the dynamic INT8 methods, not {method}")
     alpha = settings.get("smooth_alpha")
     if alpha is not None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"{setting}.smooth_alpha must be a number in [0, 1] or null (no smoothing); got {alpha!r}")
         if method in WEIGHT_ONLY:
             raise ConfigError(f"{setting}.smooth_alpha applies to the dynamic INT8 methods, not {method}")
     if (method == "gptq" or alpha is not None) and int(settings.get("calibration_rows", 0)) < 1:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supertiny.errors import ConfigError
 from supertiny.parameters import CONFIDENCE_SIGNALS
 from supertiny.inference import score_requests
 from supertiny.latency import percentiles_ms
@@ -41,12 +40,9 @@ def fallback_settings(serving: dict[str, Any]) -> dict[str, Any]:
     (``auto``, ``min`` or ``mean``)."""
     from supertiny.parameters import check_section  # it imports this package's names
 
-    check_section("serving", serving)
+    check_section("serving", serving)  # the threshold's range and the signal's words: the parameters model's
     fallback = dict(serving.get("fallback") or {})
-    threshold = fallback.get("threshold", AUTO)
-    if threshold != AUTO and (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1):
-        raise ConfigError(f"serving.fallback.threshold must be 'auto' or a number in [0, 1]; got {threshold!r}")
-    return {"threshold": threshold, "signal": fallback.get("signal", AUTO)}
+    return {"threshold": fallback.get("threshold", AUTO), "signal": fallback.get("signal", AUTO)}
 
 
 def _paired(final: list[dict], teacher: list[dict], signal: str) -> pd.DataFrame:

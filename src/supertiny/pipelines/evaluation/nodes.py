@@ -32,7 +32,7 @@ from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
 from supertiny.decoding import build_decoder, decoder_settings
-from supertiny.parameters import CONFIDENCE_SIGNALS
+from supertiny.parameters import CONFIDENCE_SIGNALS, check_section
 from supertiny.latency import measure_served_latency, percentiles_ms
 from supertiny.prompt import prompt_text
 from supertiny.runtime import CPU, Device, resolve_device, torch_threads
@@ -108,12 +108,9 @@ def machine_cost_per_1k(seconds_per_request: float, price_per_hour_usd: float) -
 
 
 def decoding_settings(params: dict[str, Any]) -> tuple[bool, int | None]:
-    """``evaluation.constrained`` and ``evaluation.max_calls``, checked."""
+    """``evaluation.constrained`` and ``evaluation.max_calls`` (their types and ranges: the parameters model's)."""
     constrained, max_calls = params.get("constrained", True), params.get("max_calls")
-    if not isinstance(constrained, bool):
-        raise ConfigError(f"evaluation.constrained must be true or false; got {constrained!r}")
-    if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1):
-        raise ConfigError(f"evaluation.max_calls must be a positive integer or null (no limit); got {max_calls!r}")
+    check_section("evaluation", {"constrained": constrained, "max_calls": max_calls})
     return constrained, max_calls
 
 
@@ -122,8 +119,7 @@ def answer_path(params: dict[str, Any]) -> dict[str, Any] | None:
     ``supertiny serve`` does (its settings, ``decoder_settings``); ``batched``: in batches of
     ``batch_size`` through ``generate`` (same calls as the fast path without jump-forward)."""
     answers = params.get("answers", "served")
-    if answers not in ("served", "batched"):
-        raise ConfigError(f"evaluation.answers must be 'served' or 'batched'; got {answers!r}")
+    check_section("evaluation", {"answers": answers})
     settings = decoder_settings(params)
     if answers == "batched" and settings["no_call_threshold"] is not None:
         raise ConfigError("evaluation.no_call_threshold applies to served answers: set evaluation.answers: served, "
@@ -132,7 +128,9 @@ def answer_path(params: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """The ``evaluation`` settings a node reads, checked before any node runs."""
+    """The ``evaluation`` settings, checked before any node runs: the parameters model's checks,
+    then what the answer path needs of the other settings."""
+    check_section("evaluation", params)
     decoding_settings(params)
     answer_path(params)
 
