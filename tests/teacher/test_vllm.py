@@ -5,20 +5,18 @@ labelling calls, held to the answer grammar, and stopped at the end."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-from project_fixtures import project_teacher_settings
+from project_fixtures import PROJECT, project_teacher_settings
 
 from supertiny.calls import parse_calls, validate_calls
 from supertiny.datasets import ModelDataset
 from supertiny.teacher import TeacherConfig, label_requests
-from supertiny.teacher.config import DEFAULT_TEACHER_PYTHON
 from supertiny.teacher.server import _SHARED, stop_shared_servers
 
 pytestmark = [
     pytest.mark.server,
-    pytest.mark.skipif(not Path(DEFAULT_TEACHER_PYTHON).exists(), reason="vLLM's environment is not built (make setup builds .venv-teacher)"),
+    pytest.mark.skipif(not (PROJECT / ".venv-teacher" / "bin" / "python").exists(), reason="vLLM's environment is not built (make setup builds .venv-teacher)"),
 ]
 
 # vLLM's CPU attention takes only some head sizes (64 among them), unlike the tests' usual tiny model.

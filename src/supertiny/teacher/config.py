@@ -20,8 +20,6 @@ from supertiny.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# The project's own vLLM environment, built by `make setup` (src/supertiny/teacher/ -> project root).
-DEFAULT_TEACHER_PYTHON = str(Path(__file__).resolve().parents[3] / ".venv-teacher" / "bin" / "python")
 STRATEGIES = ("native", "prompted", "decomposed")
 ENGINES = ("vllm", "transformers")
 STRUCTURED_MODES = ("auto", "on", "off")
