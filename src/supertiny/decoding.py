@@ -77,7 +77,8 @@ class Decoded:
 
 
 class Decoder:
-    """Batch-1 greedy decoding of ``model`` (a causal LM, float or quantised) on its device.
+    """Batch-1 greedy decoding of ``model`` (a causal LM, float or quantised, in torch or in ONNX
+    Runtime: ``onnx_model.OnnxCausalLM``) on its device.
 
     ``jump_forward``: append grammar-forced text without model steps (constrained answers only).
     ``prefix_ids``: token ids every prompt starts with (``prompt.shared_prefix_ids``); their KV
@@ -106,7 +107,7 @@ class Decoder:
         if prefix_ids:
             self._prefix_ids = list(prefix_ids)
             with torch.inference_mode():
-                cache = DynamicCache(config=model.config)
+                cache = self._new_cache()
                 self._forward(self._prefix_ids, cache)
             self._prefix_cache = cache
 
@@ -181,7 +182,12 @@ class Decoder:
         prefix = self._prefix_ids
         if self._prefix_cache is not None and len(prompt_ids) > len(prefix) and prompt_ids[: len(prefix)] == prefix:
             return copy.deepcopy(self._prefix_cache), prompt_ids[len(prefix) :]
-        return DynamicCache(config=self.model.config), prompt_ids
+        return self._new_cache(), prompt_ids
+
+    def _new_cache(self) -> Any:
+        # An ONNX Runtime model (supertiny.onnx_model) keeps its cache in arrays of its own.
+        new_cache = getattr(self.model, "new_cache", None)
+        return new_cache() if new_cache is not None else DynamicCache(config=self.model.config)
 
     def _forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor:
         """Feed ``ids`` after what ``cache`` holds; the next token's logits (float32, 1 x vocab)."""

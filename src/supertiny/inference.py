@@ -145,6 +145,10 @@ def generate_answers(
     prompts = [prompt_text(request, tokenizer, tools_mode) for request in requests]
     unconstrained: dict[str, str] = {}
     grammars = answer_grammars(model, tokenizer, requests, max_calls, unconstrained) if constrained else [None] * len(requests)
+    if fast_path is None and not hasattr(model, "generate"):
+        # An ONNX Runtime model (onnx_model.OnnxCausalLM) answers on the served path only.
+        log.info("%s has no batched generate: each request is answered alone on the served path", type(model).__name__)
+        fast_path = {}
     if fast_path is not None:
         decoder = build_decoder(model, tokenizer, tools_mode, **fast_path)
         decoded = [decoder.generate(prompt, grammar, max_new_tokens)

@@ -194,7 +194,9 @@ def weight_bytes_per_token(model: torch.nn.Module) -> int:
     runs (a quantised layer's int8 or packed int4 weights, or the float weights that a layer
     unpacks once and keeps), norms and biases; embedding tables count nothing (one row is read).
     A tensor shared by two modules (tied input and output embeddings) counts where it is read
-    as a matmul, once."""
+    as a matmul, once. An ONNX Runtime model counts its graph's (``OnnxCausalLM.weight_bytes``)."""
+    if not isinstance(model, torch.nn.Module):
+        return model.weight_bytes()
     counted: list[torch.Tensor] = []  # by identity: a tied weight counts once
 
     def count(tensor: torch.Tensor | None) -> None:

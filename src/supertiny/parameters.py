@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supertiny.compression.settings import CRITERIA, SPARSITY_DECAYS
+from supertiny.compression.settings import CRITERIA, RUNTIMES, SPARSITY_DECAYS
 from supertiny.errors import ConfigError
 from supertiny.formats import READERS
 from supertiny.model_sources import SOURCE_KINDS
@@ -263,6 +263,7 @@ class Quantization(Section):
     keep_float: list[str] | None = None
     smooth_alpha: Share | None = None  # null: no smoothing
     calibration_rows: NonNegative | None = None
+    runtime: Literal[tuple(RUNTIMES)] | None = None
 
 
 class Compression(Section):

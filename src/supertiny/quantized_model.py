@@ -9,7 +9,12 @@ Methods (``compression.quantization.method``): ``rtn`` and ``gptq``, INC's weigh
 quantised per batch at run time, int8 matmuls); ``torch_dynamic_int8``, torch's own
 ``quantize_dynamic``, the reference point.
 
-A saved quantised model is a directory with the model's ``config.json`` and tokenizer, the
+Runtimes (``compression.quantization.runtime``): ``torch``, the quantised layers in the
+transformers model; ``onnxruntime`` (``inc_dynamic_int8`` only), the model exported to ONNX and
+quantised there by INC's ONNX Runtime dynamic INT8 (``supertiny.onnx_model``), saved as its
+graph, ``model.onnx``.
+
+A saved torch quantised model is a directory with the model's ``config.json`` and tokenizer, the
 quantised weights in ``quantized_model.safetensors`` and ``quantization.json`` (the recipe).
 safetensors holds plain tensors only, so a quantised tensor is stored as its integers, scales
 and zero points, and the few non-tensor entries of a state dict (a packed layer's dtype, its
@@ -57,6 +62,7 @@ class Recipe:
     keep_float: tuple[str, ...] = ()
     # SmoothQuant's migration strength for the MLP's down projections (None: not smoothed).
     smooth_alpha: float | None = None
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))  # a list from JSON or YAML
@@ -70,15 +76,16 @@ class Recipe:
             quantize_embedding=bool(settings.get("quantize_embedding", True)),
             keep_float=tuple(settings.get("keep_float") or ()),
             smooth_alpha=None if settings.get("smooth_alpha") is None else float(settings["smooth_alpha"]),
+            runtime=settings.get("runtime", "torch"),
         )
 
     @property
     def name(self) -> str:
-        """A short name for tables: ``rtn_int4_g32``, ``torch_dynamic_int8``."""
+        """A short name for tables: ``rtn_int4_g32``, ``torch_dynamic_int8``, ``inc_dynamic_int8_onnxrt``."""
         if self.method in WEIGHT_ONLY:
             group = "" if self.group_size == -1 else f"_g{self.group_size}"
             return f"{self.method}_int{self.bits}{group}"
-        return self.method
+        return self.method + ("_onnxrt" if self.runtime == "onnxruntime" else "")
 
 
 # ---- the layers of a recipe --------------------------------------------------------------------
@@ -143,12 +150,17 @@ def quantize_embedding_table(model: torch.nn.Module) -> None:
 # ---- saving and loading --------------------------------------------------------------------
 
 
-def save_quantized(model: torch.nn.Module, tokenizer: Any, recipe: Recipe, directory: Path) -> None:
-    """Write a quantised model as :func:`load_quantized` reads it (config, tokenizer, weights,
-    recipe); nothing but the quantised weights is stored."""
+def save_quantized(model: Any, tokenizer: Any, recipe: Recipe, directory: Path) -> None:
+    """Write a quantised model as :func:`load_quantized` reads it (config, tokenizer, weights or
+    ONNX graph, recipe); nothing but the quantised weights is stored."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
+    if recipe.runtime == "onnxruntime":
+        model.save(directory)  # an onnx_model.OnnxCausalLM: its graph, metadata and config
+        tokenizer.save_pretrained(directory)
+        (directory / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n")
+        return
     model.config.save_pretrained(directory)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(directory)
@@ -166,14 +178,19 @@ def read_recipe(directory: Path) -> Recipe:
     return Recipe(**json.loads((Path(directory) / RECIPE_FILE).read_text()))
 
 
-def load_quantized(directory: Path) -> torch.nn.Module:
+def load_quantized(directory: Path) -> Any:
     """Rebuild a model saved by :func:`save_quantized`: an empty model of its config, its
     layers replaced by the recipe's quantised ones, then every saved tensor loaded (strictly:
-    a tensor missing from the files is an error, not a silently random weight)."""
+    a tensor missing from the files is an error, not a silently random weight). An ONNX Runtime
+    model is its graph (``onnx_model.OnnxCausalLM``)."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     directory = Path(directory)
     recipe = read_recipe(directory)
+    if recipe.runtime == "onnxruntime":
+        from supertiny.onnx_model import OnnxCausalLM
+
+        return OnnxCausalLM.from_directory(directory)
     state = read_quantized_state(directory)
     empty = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory), dtype=torch.float32).eval()
     model = _REBUILD[recipe.method](empty, recipe, state)

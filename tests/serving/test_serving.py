@@ -12,8 +12,10 @@ import openai
 import pytest
 
 from supertiny.calls import validate_calls
-from supertiny.datasets import ModelDataset
+from supertiny.compression.quantization import quantize
+from supertiny.datasets import ModelBundle, ModelDataset
 from supertiny.errors import SupertinyError
+from supertiny.quantized_model import Recipe
 from supertiny.serving import ANSWERED_BY_HEADER, BackgroundServer, Fallback, ServedModel, create_app, served_model_directory, teacher_fallback
 
 LOCK = {"type": "function", "function": {"name": "lock_door", "description": "Lock or unlock a door.", "parameters": {
@@ -47,6 +49,20 @@ def _ask(client, text: str, tools: list[dict], **kwargs):
 
 
 def test_answers_are_valid_tool_calls_or_a_plain_message(client, tool_catalog):
+    _assert_answers_are_tool_calls_or_a_plain_message(client, tool_catalog)
+
+
+def test_an_onnx_runtime_model_serves_the_same_shape_of_answers(tiny_model, tool_catalog):
+    import copy
+
+    recipe = Recipe("inc_dynamic_int8", runtime="onnxruntime")
+    bundle = ModelBundle(quantize(copy.deepcopy(tiny_model.model), recipe), tiny_model.tokenizer, recipe)
+    served_model = ServedModel(name="tiny", bundle=bundle, tools_mode="names", max_calls=2, max_new_tokens=48, threads=1)
+    with BackgroundServer(create_app(served_model)) as running:
+        _assert_answers_are_tool_calls_or_a_plain_message(openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0), tool_catalog)
+
+
+def _assert_answers_are_tool_calls_or_a_plain_message(client, tool_catalog) -> None:
     tools = [tool_catalog[0], LOCK]
     finishes = set()
     for text in ["lock the front door", "kitchen lights on", "what time is it", "please please", "back door"]:

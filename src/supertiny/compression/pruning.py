@@ -31,8 +31,11 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return model.model.layers
 
 
-def parameter_count(model: torch.nn.Module) -> int:
-    """Parameters, a tied tensor counted once (what ``save_pretrained`` stores)."""
+def parameter_count(model: Any) -> int:
+    """Parameters, a tied tensor counted once (what ``save_pretrained`` stores); an ONNX Runtime
+    model (``onnx_model.OnnxCausalLM``) has no torch parameters and knows its float model's."""
+    if not isinstance(model, torch.nn.Module):
+        return model.num_parameters()
     return sum(p.numel() for p in model.parameters())
 
 

@@ -12,6 +12,12 @@ Methods (``compression.quantization.method``):
   quantizer, which torch 2.13 moved out to torchao (not installed).
 - ``torch_dynamic_int8``: torch's own ``quantize_dynamic``, the reference point.
 
+``runtime: onnxruntime`` (``inc_dynamic_int8`` only): the (smoothed) float model is exported to
+ONNX (``supertiny.onnx_model``) and INC's ONNX Runtime adaptor quantises the graph, with the same
+``PostTrainingQuantConfig(approach="dynamic")``: int8 weights per output channel in
+``MatMulInteger``, activations quantised per call. ONNX Runtime runs the graph from C++, which
+batch-1 decoding of this small a model needs more than anything (``benchmarks/decode_paths.py``).
+
 INC's weight-only layers keep int4/int8 weights for storage, but on CPU they unpack them into
 float32 on their first call and compute in float32: smaller on disk, not faster. Dynamic INT8
 computes in int8. Measure with ``benchmarks/compression_table.py`` before choosing.
@@ -33,17 +39,22 @@ model dataset loads a saved model with the same layers this module's quantiser m
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from supertiny.errors import SupertinyError
 from supertiny.quantized_model import WEIGHT_ONLY, Recipe, inc_dynamic_int8, quantize_embedding_table, torch_dynamic_int8
 
 # ---- quantising ----------------------------------------------------------------------------
 
 
-def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str, torch.Tensor]] | None = None) -> torch.nn.Module:
-    """Quantise ``model`` (consumed: INC and torch replace its layers) as ``recipe`` says.
+def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str, torch.Tensor]] | None = None) -> Any:
+    """Quantise ``model`` (consumed: INC and torch replace its layers) as ``recipe`` says: a
+    torch model, or for ``runtime: onnxruntime`` an ``onnx_model.OnnxCausalLM``.
 
     ``calibration``: tokenised prompts (``input_ids``, ``attention_mask``), used by GPTQ and
     by the smoothing.
@@ -53,6 +64,8 @@ def quantize(model: torch.nn.Module, recipe: Recipe, calibration: list[dict[str,
         if not calibration:
             raise ValueError("smooth_alpha needs calibration prompts")
         smooth_mlp(model, calibration, recipe.smooth_alpha)
+    if recipe.runtime == "onnxruntime":
+        return inc_dynamic_int8_onnx(model, recipe)
     if recipe.method in WEIGHT_ONLY:
         model = _inc_weight_only(model, recipe, calibration)
     elif recipe.method == "inc_dynamic_int8":
@@ -129,3 +142,51 @@ def _inc_weight_only(model: torch.nn.Module, recipe: Recipe, calibration: list[d
     return convert(model)
 
 
+
+
+# ---- ONNX Runtime ------------------------------------------------------------------------------
+
+FLOAT = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
+
+
+def inc_dynamic_int8_onnx(model: torch.nn.Module, recipe: Recipe) -> Any:
+    """``model`` exported to ONNX and quantised there by INC's dynamic INT8, as an
+    ``onnx_model.OnnxCausalLM`` (``recipe.keep_float`` and ``quantize_embedding`` as in torch)."""
+    import onnx
+    from neural_compressor import PostTrainingQuantConfig, quantization
+    from neural_compressor.config import options
+
+    from supertiny.compression.pruning import parameter_count
+    from supertiny.onnx_model import OnnxCausalLM, export_onnx
+
+    parameters = parameter_count(model)
+    default_workspace = options.workspace
+    with tempfile.TemporaryDirectory(prefix="supertiny-onnx-") as workspace:
+        exported = Path(workspace) / "float.onnx"
+        export_onnx(model, exported)
+        graph = onnx.load(str(exported))
+        op_names = {name: FLOAT for name in float_matmuls(graph.graph, recipe.keep_float)}
+        op_types = {} if recipe.quantize_embedding else {"Gather": FLOAT}
+        config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types, op_name_dict=op_names)
+        options.workspace = workspace  # INC's tuning history stays out of the project
+        try:
+            quantized = quantization.fit(graph, config)
+        finally:
+            options.workspace = default_workspace
+    if quantized is None:
+        raise SupertinyError("INC's ONNX Runtime dynamic INT8 returned no model (its log above says why)")
+    return OnnxCausalLM(quantized.model.SerializeToString(), model.config, parameters, model.generation_config)
+
+
+def float_matmuls(graph: Any, patterns: tuple[str, ...]) -> list[str]:
+    """The exported graph's MatMul nodes of the linear layers that ``patterns`` keep float.
+    The TorchScript exporter names a layer's node ``/model/<module path with />/MatMul`` (its
+    first part is ``StepGraph``'s attribute), so the patterns see the torch layer name."""
+    names = []
+    for node in graph.node:
+        parts = node.name.strip("/").split("/")
+        if node.op_type == "MatMul" and len(parts) > 2:
+            layer = ".".join(parts[1:-1])
+            if any(re.search(pattern, layer) for pattern in patterns):
+                names.append(node.name)
+    return names

@@ -11,6 +11,9 @@ from supertiny.errors import ConfigError
 # INC's pruning criteria (``pruning_type``) that work with a channel pattern during training.
 CRITERIA = ("magnitude", "snip", "snip_momentum", "snip_progressive", "snip_momentum_progressive")
 SPARSITY_DECAYS = ("exp", "linear", "cos", "cube")
+# What runs the quantised model (supertiny.quantized_model), and the methods ONNX Runtime has.
+RUNTIMES = ("torch", "onnxruntime")
+ONNX_METHODS = ("inc_dynamic_int8",)
 
 # Quantisation methods are supertiny.quantized_model.METHODS (it imports torch: read at check time).
 WEIGHT_ONLY_BITS = (4, 8)
@@ -86,6 +89,8 @@ def check_quantization(settings: dict[str, Any], setting: str = "compression.qua
         raise ConfigError(f"{setting}.method: {method!r} is not supported on this CPU: {UNSUPPORTED[method]}; use one of {METHODS}")
     if method not in METHODS:
         raise ConfigError(f"{setting}.method must be one of {METHODS}; got {method!r}")
+    if settings.get("runtime", "torch") == "onnxruntime" and method not in ONNX_METHODS:
+        raise ConfigError(f"{setting}.runtime: onnxruntime runs {', '.join(ONNX_METHODS)} only; {method!r} runs in torch (runtime: torch)")
     bits = settings.get("bits", 8)
     if method in WEIGHT_ONLY:
         if bits not in WEIGHT_ONLY_BITS:

@@ -21,7 +21,7 @@ from typing import Any
 import fsspec
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_protocol_and_path
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 
 
 @dataclass

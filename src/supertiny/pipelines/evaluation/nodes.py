@@ -28,6 +28,7 @@ import torch
 from markdown_it import MarkdownIt
 
 from supertiny.calls import NO_CALL, called_functions, format_calls
+from supertiny.compression.pruning import parameter_count
 from supertiny.datasets import ModelDirectory
 from supertiny.errors import ConfigError
 from supertiny.inference import GeneratedAnswers, answer_grammars, generate_answers, sample_requests, score_requests
@@ -192,7 +193,7 @@ def evaluate_local_model(
         "device": device.name,
         "tools_mode": tools_mode,
         "constrained": constrained,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": parameter_count(model),
         "size_mb": model_dir.size_mb,
         **{key: metrics[key] for key in SCORE_COLUMNS},
         "p50_ms": latency.p50_ms,
