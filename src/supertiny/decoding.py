@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import xgrammar
 from transformers import DynamicCache
@@ -242,9 +243,10 @@ class Decoder:
         if not matcher.is_completed():
             return False
         matcher.fill_next_token_bitmask(self._bitmask)
-        allowed = torch.zeros(1, self._vocab_size)
-        xgrammar.apply_token_bitmask_inplace(allowed, self._bitmask)
-        return set(torch.isfinite(allowed[0]).nonzero().flatten().tolist()) <= self.stop_ids
+        # The mask's bits (token i is bit i % 32 of word i // 32), read directly: masking a
+        # vocabulary-sized tensor and searching it took a few ms an answer.
+        bits = np.unpackbits(self._bitmask[0].numpy().view(np.uint8), bitorder="little")[: self._vocab_size]
+        return set(np.flatnonzero(bits).tolist()) <= self.stop_ids
 
 
 def decoder_settings(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -151,7 +151,10 @@ FLOAT = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
 def inc_dynamic_int8_onnx(model: torch.nn.Module, recipe: Recipe) -> Any:
     """``model`` exported to ONNX and quantised there by INC's dynamic INT8, as an
-    ``onnx_model.OnnxCausalLM`` (``recipe.keep_float`` and ``quantize_embedding`` as in torch)."""
+    ``onnx_model.OnnxCausalLM`` (``recipe.keep_float`` and ``quantize_embedding`` as in torch).
+
+    INC 3.7 still ships this ONNX Runtime adaptor (deprecated since 3.4, with a warning; its
+    successor, the separate onnx-neural-compressor package, is not in the pinned set)."""
     import onnx
     from neural_compressor import PostTrainingQuantConfig, quantization
     from neural_compressor.config import options

@@ -377,14 +377,18 @@ def _teacher_latency(requests: list[dict], seed_examples: list[dict], greedy: di
 
 
 def evaluate_quantized_model(
-    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any], method: str,
+    model_dir: ModelDirectory, requests: list[dict], tools_mode: str, params: dict[str, Any], runtime: dict[str, Any],
     source_row: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict]]:
-    """The quantised model, its stage named after its method (``quantized_<method>``).
+    """The quantised model, its stage named after the recipe it was saved with
+    (``quantized_<method>``, ``_onnxrt`` when ONNX Runtime runs it).
 
     Its parameters are those of the model it quantised (``source_row``): quantisation changes
     how they are stored, not how many there are, and packed weights are not torch parameters."""
-    row, predictions = evaluate_local_model(model_dir, requests, tools_mode, params, runtime, stage=f"quantized_{method}")
+    from supertiny.quantized_model import read_recipe
+
+    stage = f"quantized_{read_recipe(model_dir.path).name}"
+    row, predictions = evaluate_local_model(model_dir, requests, tools_mode, params, runtime, stage=stage)
     return {**row, "params": source_row["params"]}, predictions
 
 

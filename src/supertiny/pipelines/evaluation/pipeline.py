@@ -99,7 +99,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 evaluate_quantized_model,
                 ["quantized_model", "evaluation_requests", "params:student.tools_mode", "params:evaluation", "params:runtime",
-                 "params:compression.quantization.method", "pruned_recovered_eval_row"],
+                 "pruned_recovered_eval_row"],
                 ["quantized_eval_row", "quantized_predictions"],
                 name="evaluate_quantized",
             ),
