@@ -64,9 +64,13 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path):
             pass
 
 
+# The owner takes Ctrl-C as a user's process at a terminal does. Started in the background of a
+# non-interactive shell (as a CI script may run the suite), a process inherits SIGINT ignored,
+# and Python then leaves it ignored: the owner would sleep through the signal.
 SERVE_SCRIPT = """
-import sys, time
+import signal, sys, time
 from supertiny.teacher.server import LocalServer
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with LocalServer(sys.argv[1], temperature=0.7, kv_cache_tokens=1024) as server:
     print(server.process.pid, flush=True)
     time.sleep(600)
