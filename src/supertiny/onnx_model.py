@@ -19,6 +19,7 @@ Loading an ONNX file runs no code: ONNX Runtime reads a protobuf graph of its ow
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -120,24 +121,18 @@ class OnnxCausalLM:
         self._sessions: dict[int, Any] = {}
 
     @classmethod
-    def from_directory(cls, directory: Path) -> OnnxCausalLM:
-        from transformers import AutoConfig, GenerationConfig
-
-        directory = Path(directory)
+    def load_graph(cls, directory: Path, config: Any, generation_config: Any = None) -> OnnxCausalLM:
+        """The model whose graph :meth:`save_graph` wrote in ``directory``; its config and
+        generation config are the directory's too, read by ``quantized_model.load_quantized``."""
         graph, metadata = directory / GRAPH_FILE, directory / METADATA_FILE
         if not graph.exists() or not metadata.exists():
             raise SupertinyError(f"{directory}: no {GRAPH_FILE} with its {METADATA_FILE}; run the compression pipeline again to save the model")
-        generation = GenerationConfig.from_pretrained(directory) if (directory / "generation_config.json").exists() else None
         parameters = int(json.loads(metadata.read_text())["parameters"])
         # Read whole: the model does not change if its directory is replaced while it serves.
-        return cls(graph.read_bytes(), AutoConfig.from_pretrained(directory), parameters, generation)
+        return cls(graph.read_bytes(), config, parameters, generation_config)
 
-    def save(self, directory: Path) -> None:
-        """The graph, its metadata and the model's config (the tokenizer is the caller's)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save_pretrained(directory)
-        if self.generation_config is not None:
-            self.generation_config.save_pretrained(directory)
+    def save_graph(self, directory: Path) -> None:
+        """The graph and its metadata (``quantized_model.save_quantized`` writes the rest)."""
         (directory / GRAPH_FILE).write_bytes(self.graph)
         (directory / METADATA_FILE).write_text(json.dumps({"parameters": self._parameters}) + "\n")
 
@@ -178,8 +173,8 @@ class OnnxCausalLM:
 
         graph = onnx.load_model_from_string(self.graph).graph
         gathered = {node.input[0] for node in graph.node if node.op_type == "Gather"}
-        return sum(onnx.numpy_helper.to_array(tensor).nbytes for tensor in graph.initializer
-                   if tensor.name not in gathered or len(tensor.dims) < 2)  # fmt: skip
+        return sum(math.prod(tensor.dims) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+                   for tensor in graph.initializer if tensor.name not in gathered or len(tensor.dims) < 2)  # fmt: skip
 
     def _session(self) -> Any:
         import onnxruntime

@@ -263,7 +263,7 @@ class Quantization(Section):
     keep_float: list[str] | None = None
     smooth_alpha: Share | None = None  # null: no smoothing
     calibration_rows: NonNegative | None = None
-    runtime: Literal[tuple(RUNTIMES)] | None = None
+    runtime: Literal[RUNTIMES] | None = None
 
 
 class Compression(Section):

@@ -30,7 +30,8 @@ import json
 import re
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,27 +95,37 @@ class Recipe:
 def inc_dynamic_int8(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
     """``model`` with INC's dynamic INT8 layers (``PostTrainingQuantConfig(approach="dynamic")``)."""
     from neural_compressor import PostTrainingQuantConfig, quantization
-    from neural_compressor.config import options
 
     # INC quantises embedding tables too (8 bits per row), unless told to keep them float.
-    keep_float = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
-    op_types = {} if recipe.quantize_embedding else {"Embedding": keep_float}
+    op_types = {} if recipe.quantize_embedding else {"Embedding": INC_FLOAT}
     config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types)
     # INC 3.7's dynamic FX path quantises a Linear named in op_name_dict all the same, so the
     # layers kept in float are put back after it, as they were.
     floats = {name: copy.deepcopy(model.get_submodule(name)) for name in kept_float(model, recipe.keep_float)}
-    # INC writes a tuning history into its workspace (./nc_workspace by default): keep it out
-    # of the project.
+    with inc_workspace():
+        quantized = quantization.fit(model, config).model
+    for name, module in floats.items():
+        quantized.set_submodule(name, module)
+    return quantized
+
+
+# INC's setting for an operator (by type or by name) that stays float.
+INC_FLOAT = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
+
+
+@contextmanager
+def inc_workspace() -> Iterator[str]:
+    """INC's workspace, where it writes a tuning history (./nc_workspace by default), in a
+    temporary folder for the block, out of the project; the folder's path."""
+    from neural_compressor.config import options
+
     default_workspace = options.workspace
     with tempfile.TemporaryDirectory(prefix="supertiny-inc-") as workspace:
         options.workspace = workspace
         try:
-            quantized = quantization.fit(model, config).model
+            yield workspace
         finally:
             options.workspace = default_workspace
-    for name, module in floats.items():
-        quantized.set_submodule(name, module)
-    return quantized
 
 
 def kept_float(model: torch.nn.Module, patterns: tuple[str, ...] | list[str]) -> list[str]:
@@ -156,17 +167,15 @@ def save_quantized(model: Any, tokenizer: Any, recipe: Recipe, directory: Path) 
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    if recipe.runtime == "onnxruntime":
-        model.save(directory)  # an onnx_model.OnnxCausalLM: its graph, metadata and config
-        tokenizer.save_pretrained(directory)
-        (directory / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n")
-        return
     model.config.save_pretrained(directory)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    tensors, layout = _flatten_state(model.state_dict())
-    save_file(tensors, directory / WEIGHTS_FILE, metadata={LAYOUT_KEY: json.dumps(layout)})
+    if recipe.runtime == "onnxruntime":
+        model.save_graph(directory)  # an onnx_model.OnnxCausalLM
+    else:
+        tensors, layout = _flatten_state(model.state_dict())
+        save_file(tensors, directory / WEIGHTS_FILE, metadata={LAYOUT_KEY: json.dumps(layout)})
     (directory / RECIPE_FILE).write_text(json.dumps(asdict(recipe), indent=2) + "\n")
 
 
@@ -187,16 +196,18 @@ def load_quantized(directory: Path) -> Any:
 
     directory = Path(directory)
     recipe = read_recipe(directory)
+    config = AutoConfig.from_pretrained(directory)
+    generation = GenerationConfig.from_pretrained(directory) if (directory / "generation_config.json").exists() else None
     if recipe.runtime == "onnxruntime":
         from supertiny.onnx_model import OnnxCausalLM
 
-        return OnnxCausalLM.from_directory(directory)
+        return OnnxCausalLM.load_graph(directory, config, generation)
     state = read_quantized_state(directory)
-    empty = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory), dtype=torch.float32).eval()
+    empty = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     model = _REBUILD[recipe.method](empty, recipe, state)
     model.load_state_dict(state, strict=True)
-    if (directory / "generation_config.json").exists():
-        model.generation_config = GenerationConfig.from_pretrained(directory)
+    if generation is not None:
+        model.generation_config = generation
     return model.eval()
 
 

@@ -39,15 +39,22 @@ model dataset loads a saved model with the same layers this module's quantiser m
 
 from __future__ import annotations
 
-import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from supertiny.errors import SupertinyError
-from supertiny.quantized_model import WEIGHT_ONLY, Recipe, inc_dynamic_int8, quantize_embedding_table, torch_dynamic_int8
+from supertiny.quantized_model import (
+    INC_FLOAT,
+    WEIGHT_ONLY,
+    Recipe,
+    inc_dynamic_int8,
+    inc_workspace,
+    kept_float,
+    quantize_embedding_table,
+    torch_dynamic_int8,
+)
 
 # ---- quantising ----------------------------------------------------------------------------
 
@@ -142,11 +149,7 @@ def _inc_weight_only(model: torch.nn.Module, recipe: Recipe, calibration: list[d
     return convert(model)
 
 
-
-
 # ---- ONNX Runtime ------------------------------------------------------------------------------
-
-FLOAT = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
 
 def inc_dynamic_int8_onnx(model: torch.nn.Module, recipe: Recipe) -> Any:
@@ -157,39 +160,24 @@ def inc_dynamic_int8_onnx(model: torch.nn.Module, recipe: Recipe) -> Any:
     successor, the separate onnx-neural-compressor package, is not in the pinned set)."""
     import onnx
     from neural_compressor import PostTrainingQuantConfig, quantization
-    from neural_compressor.config import options
 
     from supertiny.compression.pruning import parameter_count
     from supertiny.onnx_model import OnnxCausalLM, export_onnx
 
-    parameters = parameter_count(model)
-    default_workspace = options.workspace
-    with tempfile.TemporaryDirectory(prefix="supertiny-onnx-") as workspace:
+    kept = set(kept_float(model, recipe.keep_float))
+    with inc_workspace() as workspace:
         exported = Path(workspace) / "float.onnx"
         export_onnx(model, exported)
         graph = onnx.load(str(exported))
-        op_names = {name: FLOAT for name in float_matmuls(graph.graph, recipe.keep_float)}
-        op_types = {} if recipe.quantize_embedding else {"Gather": FLOAT}
-        config = PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types, op_name_dict=op_names)
-        options.workspace = workspace  # INC's tuning history stays out of the project
-        try:
-            quantized = quantization.fit(graph, config)
-        finally:
-            options.workspace = default_workspace
+        op_names = {node.name: INC_FLOAT for node in graph.graph.node if node.op_type == "MatMul" and layer_of(node.name) in kept}
+        op_types = {} if recipe.quantize_embedding else {"Gather": INC_FLOAT}
+        quantized = quantization.fit(graph, PostTrainingQuantConfig(approach="dynamic", op_type_dict=op_types, op_name_dict=op_names))
     if quantized is None:
         raise SupertinyError("INC's ONNX Runtime dynamic INT8 returned no model (its log above says why)")
-    return OnnxCausalLM(quantized.model.SerializeToString(), model.config, parameters, model.generation_config)
+    return OnnxCausalLM(quantized.model.SerializeToString(), model.config, parameter_count(model), model.generation_config)
 
 
-def float_matmuls(graph: Any, patterns: tuple[str, ...]) -> list[str]:
-    """The exported graph's MatMul nodes of the linear layers that ``patterns`` keep float.
-    The TorchScript exporter names a layer's node ``/model/<module path with />/MatMul`` (its
-    first part is ``StepGraph``'s attribute), so the patterns see the torch layer name."""
-    names = []
-    for node in graph.node:
-        parts = node.name.strip("/").split("/")
-        if node.op_type == "MatMul" and len(parts) > 2:
-            layer = ".".join(parts[1:-1])
-            if any(re.search(pattern, layer) for pattern in patterns):
-                names.append(node.name)
-    return names
+def layer_of(node_name: str) -> str:
+    """The torch layer an exported node belongs to: the TorchScript exporter names a layer's node
+    ``/model/<module path with />/MatMul`` (its first part is ``StepGraph``'s attribute)."""
+    return ".".join(node_name.strip("/").split("/")[1:-1])
