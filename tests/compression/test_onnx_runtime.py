@@ -20,10 +20,10 @@ from supertiny.compression.quantization import quantize
 from supertiny.compression.settings import check_quantization
 from supertiny.datasets import ModelBundle, ModelDataset
 from supertiny.decoding import Decoder
-from supertiny.errors import ConfigError
+from supertiny.errors import ConfigError, SupertinyError
 from supertiny.inference import AnswerGrammars, generate_answers
 from supertiny.latency import weight_bytes_per_token
-from supertiny.onnx_model import GRAPH_FILE, OnnxCausalLM, export_onnx
+from supertiny.onnx_model import GRAPH_FILE, METADATA_FILE, OnnxCausalLM, cache_names, export_onnx
 from supertiny.prompt import prompt_text
 from supertiny.quantized_model import Recipe
 
@@ -107,6 +107,21 @@ def test_onnx_int8_round_trips_through_the_catalog_in_a_fresh_process(tiny_model
     assert kind == "OnnxCausalLM" and json.loads(tokens) == expected
     # A decode step reads about a quarter of the float model's matmul bytes.
     assert weight_bytes_per_token(int8_bundle.model) < 0.5 * weight_bytes_per_token(tiny_model.model)
+
+
+def test_the_graph_holds_each_layers_cache_once_and_a_graph_of_another_interface_is_refused(tiny_model, float_graph, int8_bundle, tmp_path):
+    graph = onnx.load_model_from_string(float_graph.graph).graph
+    layers = tiny_model.model.config.num_hidden_layers
+    assert [i.name for i in graph.input] == ["input_ids", *cache_names(layers)]
+    assert [o.name for o in graph.output] == ["logits", *cache_names(layers, prefix="")]
+    # Grouped heads read the cache as it is: nothing expands it to every query head.
+    assert not [node.name for node in graph.node if node.op_type == "Expand" and "self_attn" in node.name]
+    dataset = ModelDataset(filepath=str(tmp_path / "int8"))
+    dataset.save(int8_bundle)
+    metadata = tmp_path / "int8" / METADATA_FILE
+    metadata.write_text(json.dumps({"parameters": 1}))  # as an earlier supertiny saved it
+    with pytest.raises(SupertinyError, match=f"{tmp_path / 'int8'}.*run the compression pipeline again"):
+        dataset.load().load()
 
 
 def test_keep_float_and_a_float_embedding_table_are_kept_in_the_graph(tiny_model):
