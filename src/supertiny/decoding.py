@@ -130,9 +130,15 @@ class Decoder:
         forward_calls = forced_tokens = 0
         prefill_s = 0.0
         finished = False
+        if matcher is not None and self.jump_forward:
+            # The text every answer opens with ("[") goes in with the prompt: one step fewer.
+            opening, forced_tokens = self._jump_forward(matcher, answer, 0, cache, max_new_tokens)
+            pending = pending + opening
         while len(answer) < max_new_tokens:
             logits = self._forward(pending, cache)
             forward_calls += 1
+            if forward_calls == 1:
+                token_times.extend([time.perf_counter()] * len(answer))  # the opening arrives with the first token
             if matcher is not None:
                 matcher.fill_next_token_bitmask(self._bitmask)
                 xgrammar.apply_token_bitmask_inplace(logits, self._bitmask.to(logits.device))
@@ -159,7 +165,7 @@ class Decoder:
                     break
             pending = [token]
             if matcher is not None and self.jump_forward:
-                pending, forced = self._jump_forward(matcher, answer, pending, cache, len(prompt_ids), max_new_tokens)
+                pending, forced = self._jump_forward(matcher, answer, len(answer) - 1, cache, max_new_tokens)
                 forced_tokens += forced
                 token_times.extend([time.perf_counter()] * forced)
                 if self._only_stop_allowed(matcher):
@@ -196,12 +202,12 @@ class Decoder:
         output = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return output.logits[:, -1, :].float()
 
-    def _jump_forward(
-        self, matcher: Any, answer: list[int], pending: list[int], cache: DynamicCache, prompt_length: int, max_new_tokens: int
-    ) -> tuple[list[int], int]:
-        """Append the grammar's forced text to ``answer`` (in place); the ids the next step feeds
-        and how many tokens were appended. ``cache`` holds the prompt and ``answer`` but its last
-        token (``pending``); rolled-back tokens are cropped from it and from ``matcher``."""
+    def _jump_forward(self, matcher: Any, answer: list[int], fed: int, cache: DynamicCache, max_new_tokens: int) -> tuple[list[int], int]:
+        """Append the grammar's forced text to ``answer`` (in place); the answer ids the next step
+        feeds and how many tokens were appended. ``cache`` holds the prompt and the first ``fed``
+        tokens of ``answer`` (all but the last one after a step, none before the first);
+        rolled-back tokens are cropped from it and from ``matcher``."""
+        pending = answer[fed:]
         forced = matcher.find_jump_forward_string()
         if not forced:
             return pending, 0
@@ -229,7 +235,6 @@ class Decoder:
             for token in answer[keep:]:
                 matcher.accept_token(token)
             return pending, 0
-        fed = len(answer) - 1  # answer tokens already in the cache
         if keep < fed:
             cache.crop(-(fed - keep))  # transformers' crop takes the number of tokens to drop, negated
             fed = keep

@@ -67,6 +67,23 @@ def test_jump_forward_writes_valid_calls_in_the_trained_tokens_with_fewer_steps(
     assert steps < tokens / 2, (steps, tokens)  # keys, names and brackets are forced: most tokens need no step
 
 
+def test_the_text_every_answer_opens_with_goes_in_with_the_prompt(tiny_model, requests_):
+    model, tokenizer = tiny_model.model, tiny_model.tokenizer
+    request = requests_[1]
+    prompt, grammar = prompt_text(request, tokenizer, "names"), AnswerGrammars(tokenizer, model.config.vocab_size, max_calls=2).compile(request["tools"])
+    decoder = Decoder(model, tokenizer, jump_forward=True)
+    fed: list[list[int]] = []
+    step = decoder._forward
+    decoder._forward = lambda ids, cache: (fed.append(list(ids)), step(ids, cache))[1]
+    answer = decoder.generate(prompt, grammar, max_new_tokens=96)
+    opening = tokenizer("[", add_special_tokens=False)["input_ids"]
+    # The grammar forces "[": the first step reads it after the prompt instead of choosing it.
+    assert fed[0] == tokenizer(prompt, add_special_tokens=False)["input_ids"] + opening
+    assert answer.token_ids[: len(opening)] == opening and answer.text.startswith("[")
+    assert answer.forward_calls == len(fed) and answer.forced_tokens >= len(opening)
+    assert len(answer.token_times) == len(answer.token_ids)
+
+
 def test_the_shared_prefix_cache_changes_nothing_but_the_work(tiny_model, requests_):
     model, tokenizer = tiny_model.model, tiny_model.tokenizer
     grammars = AnswerGrammars(tokenizer, model.config.vocab_size, max_calls=2)
