@@ -16,6 +16,10 @@ transformers serve follows no response_format, so it has no "on" row. Every run 
 an empty cache, so everything is measured, not read back.
 
     .venv/bin/python benchmarks/teacher_engines.py [--n 64] [--test-n 100]
+    .venv/bin/python benchmarks/teacher_engines.py --engines vllm --dtypes bfloat16 float32 --structured on
+
+``--dtypes`` compares vLLM's CPU dtypes (``teacher.local_server.dtype``; ``auto`` picks by the
+CPU's flags, ``supertiny.teacher.server.vllm_cpu_dtype``).
 
 Needs `kedro run --pipelines data` and the base model (`kedro run --pipelines model`).
 """
@@ -71,6 +75,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64, help="train requests labelled per row")
     parser.add_argument("--test-n", type=int, default=100, help="test requests for greedy exact match (0: skip)")
     parser.add_argument("--engines", nargs="+", default=["vllm", "transformers"])
+    parser.add_argument("--dtypes", nargs="+", default=["auto"], help="vllm: teacher.local_server.dtype values, a row each")
+    parser.add_argument("--structured", nargs="+", default=["on", "off"], help="vllm: structured-output modes, a row each")
     parser.add_argument("--out", default=str(PROJECT / "data/08_reporting/teacher_engines.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -85,17 +91,19 @@ def main() -> None:
 
     rows = []
     for engine in args.engines:
-        engine_params = {**params, "local_server": {**params["local_server"], "engine": engine}}
-        started = time.perf_counter()
-        # The server every row of this engine shares (label_requests finds it running).
-        shared_local_server(MODEL_DIR, **local_server_settings(TeacherConfig.from_params(engine_params)))
-        startup_s = time.perf_counter() - started
-        modes = ["on", "off"] if engine == "vllm" else ["off"]
-        for mode in modes:
-            print(f"{engine}, structured {mode} ...", flush=True)
-            row = measure(train, test, seeds, {**engine_params, "structured_outputs": mode})
-            rows.append({"engine": engine, "structured": mode, "start-up s": round(startup_s, 1), **row})
-        stop_shared_servers()
+        for dtype in args.dtypes if engine == "vllm" else ["–"]:
+            local = {**params["local_server"], "engine": engine, **({"dtype": dtype} if engine == "vllm" else {})}
+            engine_params = {**params, "local_server": local}
+            started = time.perf_counter()
+            # The server every row of this engine shares (label_requests finds it running).
+            server = shared_local_server(MODEL_DIR, **local_server_settings(TeacherConfig.from_params(engine_params)))
+            startup_s = time.perf_counter() - started
+            served_dtype = server.dtype if engine == "vllm" else "–"
+            for mode in args.structured if engine == "vllm" else ["off"]:
+                print(f"{engine} {served_dtype}, structured {mode} ...", flush=True)
+                row = measure(train, test, seeds, {**engine_params, "structured_outputs": mode})
+                rows.append({"engine": engine, "dtype": served_dtype, "structured": mode, "start-up s": round(startup_s, 1), **row})
+            stop_shared_servers()
 
     Path(args.out).write_text(json.dumps(rows, indent=2))
     columns = list(rows[0])
@@ -108,7 +116,11 @@ def main() -> None:
     base = next((r for r in rows if r["engine"] == "transformers"), None)
     if base:
         for row in rows:
-            print(f"{row['engine']} structured {row['structured']}: {row['candidates/s'] / base['candidates/s']:.2f}x the candidates/s of transformers")
+            print(f"{row['engine']} {row['dtype']} structured {row['structured']}: {row['candidates/s'] / base['candidates/s']:.2f}x the candidates/s of transformers")
+    first = rows[0]
+    for row in rows[1:]:
+        if row["engine"] == first["engine"] == "vllm" and row["structured"] == first["structured"]:
+            print(f"vllm {row['dtype']}: {row['candidates/s'] / first['candidates/s']:.2f}x the candidates/s of vllm {first['dtype']}")
 
 
 if __name__ == "__main__":

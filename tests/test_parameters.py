@@ -67,6 +67,7 @@ def test_each_key_misspelt_is_named_with_the_key_it_meant(path):
         ("teacher", {"strategy": "magic"}, r"teacher.strategy must be one of 'native', 'prompted' or 'decomposed'; got 'magic'"),
         ("teacher", {"prices": {"gpt-4o-mini": {"promt": 0.1, "completion": 0.6}}},
          r"teacher.prices.gpt-4o-mini.promt is not a teacher setting \(did you mean teacher.prices.gpt-4o-mini.prompt\?\)"),
+        ("teacher", {"local_server": {"dtype": "int4"}}, r"teacher.local_server.dtype must be one of 'auto', 'bfloat16' or 'float32'; got 'int4'"),
         ("runtime", {"device": "tpu"}, r"runtime.device must be one of 'auto', 'cpu' or 'cuda'"),
         ("student", {"sft": {"lora": {"rank": 8}}}, r"student.sft.lora.rank is not a student setting"),
         ("filtering", {"judge": {"teacher": {"modle": "m"}}}, r"filtering.judge.teacher.modle is not a filtering setting \(did you mean filtering.judge.teacher.model\?\)"),

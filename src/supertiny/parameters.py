@@ -29,7 +29,7 @@ from supertiny.pipelines.filtering.verifiers import VERIFIERS
 from supertiny.prompt import TOOLS_MODES
 from supertiny.runtime import DEVICES
 from supertiny.training.settings import STAGES
-from supertiny.teacher.config import ENGINES, SELECTIONS, STRATEGIES, STRUCTURED_MODES
+from supertiny.teacher.config import ENGINES, SELECTIONS, SERVER_DTYPES, STRATEGIES, STRUCTURED_MODES
 
 # How sure an answer is (``decoding.Decoded.confidence``): the least, or the mean, probability of
 # the tokens the model chose where the grammar left a choice.
@@ -91,6 +91,7 @@ class LocalServer(Section):
     threads: str | None = None
     kv_cache_gib: PositiveNumber | None = None
     max_model_len: Annotated[int, Field(ge=64)] | None = None
+    dtype: Literal[SERVER_DTYPES] | None = None
     startup_timeout_s: PositiveNumber | None = None
     continuous_batching: bool | None = None
     kv_cache_tokens: Positive | None = None

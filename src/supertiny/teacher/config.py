@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("native", "prompted", "decomposed")
 ENGINES = ("vllm", "transformers")
+SERVER_DTYPES = ("auto", "bfloat16", "float32")  # teacher.local_server.dtype (vllm)
 STRUCTURED_MODES = ("auto", "on", "off")
 SELECTIONS = ("random", "least_confident")
 # An environment variable's name; anything else in teacher.api_key_env is likely the key itself.
@@ -38,6 +39,7 @@ class LocalServerConfig:
     threads: str  # vllm: the CPUs its engine binds ("0-1"; "auto" keeps one for the API process)
     kv_cache_gib: float
     max_model_len: int
+    dtype: str  # vllm: "auto" is bfloat16 where the CPU has bfloat16 instructions, else float32
     startup_timeout_s: float
     continuous_batching: bool
     kv_cache_tokens: int
@@ -164,6 +166,7 @@ class TeacherConfig:
                 threads=str(local("threads")),
                 kv_cache_gib=float(local("kv_cache_gib")),
                 max_model_len=local("max_model_len"),
+                dtype=local("dtype"),
                 startup_timeout_s=float(local("startup_timeout_s")),
                 continuous_batching=local("continuous_batching"),
                 kv_cache_tokens=local("kv_cache_tokens"),

@@ -166,7 +166,8 @@ def local_server_settings(config: TeacherConfig) -> dict[str, Any]:
     local = config.local_server
     settings: dict[str, Any] = dict(engine=local.engine, startup_timeout_s=local.startup_timeout_s, extra_args=local.extra_args)
     if local.engine == "vllm":
-        return settings | dict(python=local.python, threads=local.threads, kv_cache_gib=local.kv_cache_gib, max_model_len=local.max_model_len)
+        return settings | dict(python=local.python, threads=local.threads, kv_cache_gib=local.kv_cache_gib, max_model_len=local.max_model_len,
+                                dtype=local.dtype)
     # transformers serve samples at the temperature its generation config sets: one server per
     # temperature. vLLM takes each request's own.
     return settings | dict(temperature=config.temperature, continuous_batching=local.continuous_batching,
