@@ -7,8 +7,9 @@ import pytest
 from project_fixtures import project_teacher_settings
 
 from supertiny.teacher import TeacherConfig
-from supertiny.teacher.label import local_server_settings
+from supertiny.teacher.label import local_server_settings, open_teacher_client
 from supertiny.teacher.server import LocalServer, vllm_cpu_dtype
+
 
 @pytest.mark.parametrize(
     ("flags", "dtype"),
@@ -33,3 +34,19 @@ def test_the_setting_reaches_the_servers_command_line(tmp_path):
         command, _ = server._command()
         assert command[command.index("--dtype") + 1] == served
 
+
+
+def test_answers_cached_under_one_dtype_are_not_replayed_under_another(tmp_path):
+    """The precision changes the answers, so it is part of the embedded teacher's cache key."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    project = project_teacher_settings(tmp_path / "cache")
+
+    def key(engine: str, dtype: str) -> str:
+        config = TeacherConfig.from_params({**project, "local_server": {**project["local_server"], "engine": engine, "dtype": dtype}})
+        client = open_teacher_client(config, tmp_path / "model")
+        return client._key([{"role": "user", "content": "lights on"}], None, 64, None, 0)
+
+    assert key("vllm", "float32") != key("vllm", "bfloat16")
+    assert key("vllm", "auto") == key("vllm", vllm_cpu_dtype())  # the same server, the same answers
+    assert key("transformers", "float32") == key("transformers", "bfloat16")  # vLLM's setting only

@@ -24,9 +24,9 @@ from supertiny.calls import tool_names
 from supertiny.errors import ConfigError, SupertinyError
 from supertiny.teacher.cache import ResponseCache
 from supertiny.teacher.client import RUN_SPENDING, Endpoint, TeacherClient, api_key, rejection_message
-from supertiny.teacher.config import TeacherConfig
+from supertiny.teacher.config import LocalServerConfig, TeacherConfig
 from supertiny.teacher.fewshot import FewShotIndex
-from supertiny.teacher.server import model_fingerprint, shared_local_server
+from supertiny.teacher.server import model_fingerprint, served_dtype, shared_local_server
 from supertiny.teacher.strategies import STRATEGIES, Answer, Prompting
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,13 @@ def local_server_settings(config: TeacherConfig) -> dict[str, Any]:
                            kv_cache_tokens=local.kv_cache_tokens, kv_page_tokens=local.kv_page_tokens)
 
 
+def embedded_endpoint_label(local: LocalServerConfig) -> str:
+    """The embedded server's part of the response cache key: its engine and, for vLLM, the dtype
+    it computes in, so answers cached under one precision are not replayed under another."""
+    label = EMBEDDED_ENDPOINT.format(engine=local.engine)
+    return f"{label}/{served_dtype(local.dtype)}" if local.engine == "vllm" else label
+
+
 def open_teacher_client(
     config: TeacherConfig, model_dir: str | Path | None, probe_tools: tuple[str, list[dict]] | None = None
 ) -> TeacherClient:
@@ -188,7 +195,7 @@ def open_teacher_client(
         served = Path(config.local_server.model_dir or model_dir or "")
         if not (served / "config.json").exists():
             raise ConfigError(f"teacher.local_server.model_dir: {served} is not a model directory (no config.json)")
-        endpoint_label, model_label = EMBEDDED_ENDPOINT.format(engine=config.local_server.engine), f"{served.name}@{model_fingerprint(served)[:16]}"
+        endpoint_label, model_label = embedded_endpoint_label(config.local_server), f"{served.name}@{model_fingerprint(served)[:16]}"
 
         def connect() -> Endpoint:
             key = api_key(config)

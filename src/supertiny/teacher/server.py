@@ -54,6 +54,7 @@ from pathlib import Path
 from types import FrameType
 
 from supertiny.errors import SupertinyError
+from supertiny.teacher.config import ENGINES
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ def _die_with_parent() -> None:
         pass
 
 
-ENGINES = ("vllm", "transformers")
 # CPU flags that give bfloat16 matmuls in hardware; without them vLLM's CPU kernels convert to
 # float32 and back around every op.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -111,6 +111,11 @@ def vllm_cpu_dtype(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:  # not Linux: leave the choice to vLLM's own default
         return "auto"
     return "bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
+
+
+def served_dtype(dtype: str) -> str:
+    """The dtype vLLM is started with for ``teacher.local_server.dtype``."""
+    return vllm_cpu_dtype() if dtype == "auto" else dtype
 
 
 class LocalServer:
@@ -146,7 +151,7 @@ class LocalServer:
         self.threads = threads
         self.kv_cache_gib = kv_cache_gib
         self.max_model_len = max_model_len
-        self.dtype = vllm_cpu_dtype() if dtype == "auto" else dtype
+        self.dtype = served_dtype(dtype)
         self.temperature = temperature
         self.startup_timeout_s = startup_timeout_s
         self.continuous_batching = continuous_batching
