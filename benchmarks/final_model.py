@@ -2,19 +2,21 @@
 (``compression.pruning.depth.drop_layers``), how long recovery runs, and how INT8 treats the MLP's
 down projections (``keep_float``, ``smooth_alpha``), through the compression pipeline's own nodes.
 
-A variant is ``key=value`` pairs joined by commas (keys: ``drop``, ``recovery`` (steps),
-``alpha`` (``smooth_alpha``, ``-`` for none), ``keep`` (``keep_float``: ``down`` or ``-``));
+A variant is ``key=value`` pairs joined by commas (keys: ``drop``, ``sparsity`` (the MLP's
+``target_sparsity``), ``recovery`` (steps), ``alpha`` (``smooth_alpha``, ``-`` for
+none), ``keep`` (``keep_float``: ``down`` or ``-``));
 a key left out keeps the catalog's setting. For each variant: ``prune_student`` (the least
 important layers dropped, then INC's MLP pruning while fine-tuning), ``recover_pruned``
 (distillation from the unpruned student) and ``quantize_recovered``; variants that differ only
 in quantisation share their recovered model. Every model is saved through ``ModelDataset`` and
 loaded back. Then the
-evaluation's own node (``evaluate_local_model``) scores each final model on the same test
-requests: exact match with its 95% interval, call exact match, valid rate. Batch-1 latency is
+evaluation's own node (``evaluate_local_model``) scores each final model on the same requests
+(``--split``: validation by default, where settings are chosen; ``test`` to report): exact match with its 95% interval, call exact match, valid rate. Batch-1 latency is
 measured afterwards in rounds, every model once a round on the served path (``supertiny.latency``,
 ``decoding.Decoder``, as ``supertiny serve`` answers), and the best round of each is reported.
 
     .venv/bin/python benchmarks/final_model.py --variants drop=0 drop=8 drop=0,keep=-,alpha=0.5 --n 150
+    .venv/bin/python benchmarks/final_model.py --variants sparsity=0.5 sparsity=0.25 --n 150
 
 Needs ``kedro run`` up to the student (student_model, distill_train, test_requests). Writes a
 Markdown table and ``<output_root>/08_reporting/final_model.json``.
@@ -52,6 +54,8 @@ def variant_settings(text: str, compression: dict[str, Any]) -> dict[str, Any]:
         key, _, value = pair.partition("=")
         if key == "drop":
             settings["pruning"]["depth"]["drop_layers"] = int(value)
+        elif key == "sparsity":
+            settings["pruning"]["mlp"]["target_sparsity"] = float(value)
         elif key == "recovery":
             settings["recovery"]["args"]["max_steps"] = int(value)
         elif key == "alpha":
@@ -59,13 +63,13 @@ def variant_settings(text: str, compression: dict[str, Any]) -> dict[str, Any]:
         elif key == "keep":
             settings["quantization"]["keep_float"] = KEEP_FLOAT[value]
         else:
-            raise SystemExit(f"variant {text!r}: unknown key {key!r} (drop, recovery, alpha, keep)")
+            raise SystemExit(f"variant {text!r}: unknown key {key!r} (drop, sparsity, recovery, alpha, keep)")
     return settings
 
 
 def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tuple, tuple]) -> tuple[Any, dict[str, Any]]:
     """The compression pipeline's three nodes for one variant; the final model's directory and
-    timings. ``recovered_models`` keeps each (drop, recovery steps)'s recovered model for the
+    timings. ``recovered_models`` keeps each (drop, sparsity, recovery steps)'s recovered model for the
     variants that differ from it only in quantisation."""
     from supertiny.compression.settings import recovery_steps
     from supertiny.datasets import ModelDataset
@@ -74,6 +78,8 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
     catalog, params = context.catalog, context.params
     compression = variant_settings(text, params["compression"])
     drop, steps = compression["pruning"]["depth"]["drop_layers"], recovery_steps(compression["recovery"])
+    sparsity = compression["pruning"]["mlp"]["target_sparsity"]
+    pruned_as = (drop, sparsity, steps)
     student_model, distill_train = catalog.load("student_model"), catalog.load("distill_train")
     student, runtime = params["student"], params["runtime"]
 
@@ -83,20 +89,21 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
         return dataset.load()
 
     started = time.perf_counter()
-    if (drop, steps) not in recovered_models:
+    if pruned_as not in recovered_models:
         pruned_bundle, pruning_log = prune_student(student_model, distill_train, compression, student, runtime)
-        pruned = saved(pruned_bundle, f"drop{drop}_pruned")
+        pruned = saved(pruned_bundle, f"drop{drop}_sparsity{sparsity}_pruned")
         del pruned_bundle
         recovered_bundle, recovery_log = recover_pruned(pruned, student_model, distill_train, compression, student, runtime)
-        recovered_models[drop, steps] = (saved(recovered_bundle, f"drop{drop}_recovery{steps}"), pruning_log, recovery_log)
+        recovered_models[pruned_as] = (saved(recovered_bundle, f"drop{drop}_sparsity{sparsity}_recovery{steps}"), pruning_log, recovery_log)
         del recovered_bundle
-    recovered, pruning_log, recovery_log = recovered_models[drop, steps]
+    recovered, pruning_log, recovery_log = recovered_models[pruned_as]
     quantized_bundle, quantization_log = quantize_recovered(recovered, distill_train, compression, student, runtime)
     final = saved(quantized_bundle, f"{text}_quantized")
     quantization = compression["quantization"]
     return final, {
         "variant": text,
         "drop_layers": drop,
+        "mlp_sparsity": sparsity,
         "recovery_steps": steps,
         "keep_float": quantization.get("keep_float") or [],
         "smooth_alpha": quantization.get("smooth_alpha"),
@@ -159,8 +166,9 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=PROJECT)
     parser.add_argument("--env", default=None)
     parser.add_argument("--variants", nargs="+", default=["drop=0", "drop=8", "drop=0,keep=-,alpha=0.5"],
-                        help="key=value pairs joined by commas (drop, recovery, alpha, keep); the first is the reference")
-    parser.add_argument("--n", type=int, default=150, help="test requests scored (seeded subset)")
+                        help="key=value pairs joined by commas (drop, sparsity, recovery, alpha, keep); the first is the reference")
+    parser.add_argument("--split", choices=["val", "test"], default="val", help="the requests scored: val_requests or test_requests")
+    parser.add_argument("--n", type=int, default=150, help="requests scored (seeded subset)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="latency rounds")
     args = parser.parse_args()
@@ -173,7 +181,7 @@ def main() -> None:
 
     context = load_context(args.project, args.env)
     params = context.params
-    requests = sample_requests(context.catalog.load("test_requests"), args.n, args.seed)
+    requests = sample_requests(context.catalog.load(f"{args.split}_requests"), args.n, args.seed)
     # Latency comes later, in rounds: the evaluation node times one prompt here.
     evaluation = {**params["evaluation"], "latency": {**params["evaluation"]["latency"], "prompts": 1}}
 
@@ -196,9 +204,9 @@ def main() -> None:
         row["p50_vs_first"] = round(row["p50_ms"] / rows[0]["p50_ms"], 3)
 
     table = markdown(rows)
-    print(f"\n{len(requests)} test requests, served path, latency: best of {args.rounds} rounds of "
+    print(f"\n{len(requests)} {args.split} requests, served path, latency: best of {args.rounds} rounds of "
           f"{params['evaluation']['latency']['prompts']} prompts\n\n{table}")
-    write_result(context, args.project, "final_model", {"requests": len(requests), "rows": rows})
+    write_result(context, args.project, "final_model", {"split": args.split, "requests": len(requests), "rows": rows})
 
 
 if __name__ == "__main__":
