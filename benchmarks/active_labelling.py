@@ -13,7 +13,7 @@ the teacher, chosen two ways, each in its own output folder under
   cascade does) and the teacher labels the ``--extra`` it is least sure of
   (``teacher.selection.signal``).
 
-Each arm runs the data, teacher, filtering and student pipelines (``kedro run --conf-source``),
+Each arm runs the data, model, teacher, filtering and student pipelines (``kedro run --conf-source``),
 then its ``student_sft`` is evaluated on the default run's test requests by the evaluation's
 own node. The table: exact match with its 95% interval, call and no-call accuracy, the examples
 distillation kept, and what the chosen requests were (the share whose reference is no call).
@@ -44,7 +44,7 @@ from _common import load_context, write_result  # noqa: E402
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 ARMS = ("random", "least_confident")
-PIPELINES = "data,teacher,filtering,student"
+PIPELINES = "data,model,teacher,filtering,student"  # model: the base model the teacher serves
 
 
 def arm_conf(root: Path, arm: str, teacher: dict[str, Any], output_root: Path) -> Path:
