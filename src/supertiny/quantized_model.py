@@ -166,11 +166,13 @@ def save_quantized(model: Any, tokenizer: Any, recipe: Recipe, directory: Path) 
     ONNX graph, recipe); nothing but the quantised weights is stored."""
     from safetensors.torch import save_file
 
+    from supertiny.datasets.model import save_tokenizer
+
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(directory)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
     if recipe.runtime == "onnxruntime":
         model.save_graph(directory)  # an onnx_model.OnnxCausalLM
     else:

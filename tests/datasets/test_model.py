@@ -91,3 +91,18 @@ def test_the_model_dataset_does_not_depend_on_the_compression_package():
         imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
         imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
         assert not [name for name in imported if name.startswith("supertiny.compression")], path.name
+
+
+def test_a_model_saved_after_an_offline_load_has_the_same_files(tmp_path, tiny_model):
+    """How the tokenizer was loaded (HF_HUB_OFFLINE sets local_files_only) is not part of the
+    saved model: the same model gives the same files, so the teacher's cache keyed by them hits."""
+    from transformers import AutoTokenizer
+
+    from supertiny.teacher.server import model_fingerprint
+
+    ModelDataset(filepath=str(tmp_path / "first")).save(tiny_model)
+    offline = AutoTokenizer.from_pretrained(tmp_path / "first", local_files_only=True)
+    assert offline.init_kwargs.get("local_files_only") is True  # what transformers would write
+    ModelDataset(filepath=str(tmp_path / "second")).save(type(tiny_model)(model=tiny_model.model, tokenizer=offline))
+    assert "local_files_only" not in (tmp_path / "second" / "tokenizer_config.json").read_text()
+    assert model_fingerprint(tmp_path / "first") == model_fingerprint(tmp_path / "second")

@@ -78,6 +78,19 @@ def megabytes(size_bytes: int) -> float:
     return round(size_bytes / 1e6, 1)
 
 
+# How a tokenizer was loaded, which transformers keeps in its init kwargs and writes into
+# tokenizer_config.json: left in, the same model saved with and without HF_HUB_OFFLINE set
+# differs on disk, and so misses the teacher's response cache (keyed by the model's files).
+LOAD_OPTIONS = ("local_files_only", "cache_dir", "force_download", "proxies", "token", "revision", "subfolder")
+
+
+def save_tokenizer(tokenizer: Any, directory: str | Path) -> None:
+    """``tokenizer.save_pretrained(directory)`` without the options it was loaded with."""
+    for option in LOAD_OPTIONS:
+        tokenizer.init_kwargs.pop(option, None)
+    tokenizer.save_pretrained(directory)
+
+
 class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelDirectory]):
     """Saves a :class:`ModelBundle` (or copies a :class:`ModelDirectory`) to a local directory.
 
@@ -128,7 +141,7 @@ class ModelDataset(AbstractVersionedDataset[ModelBundle | ModelDirectory, ModelD
             save_quantized(data.model, data.tokenizer, data.quantization, partial)
         elif isinstance(data, ModelBundle):
             data.model.save_pretrained(partial, **self._save_args)
-            data.tokenizer.save_pretrained(partial)
+            save_tokenizer(data.tokenizer, partial)
         else:
             raise DatasetError(f"ModelDataset saves a ModelBundle or a ModelDirectory, got {type(data).__name__}")
         shutil.rmtree(path, ignore_errors=True)
