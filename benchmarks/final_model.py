@@ -3,23 +3,23 @@
 down projections (``keep_float``, ``smooth_alpha``), through the compression pipeline's own nodes.
 
 A variant is ``key=value`` pairs joined by commas (keys: ``drop``, ``sparsity`` (the MLP's
-``target_sparsity``), ``recovery`` (steps), ``alpha`` (``smooth_alpha``, ``-`` for
-none), ``keep`` (``keep_float``: ``down`` or ``-``));
-a key left out keeps the catalog's setting. For each variant: ``prune_student`` (the least
-important layers dropped, then INC's MLP pruning while fine-tuning), ``recover_pruned``
-(distillation from the unpruned student) and ``quantize_recovered``; variants that differ only
-in quantisation share their recovered model. Every model is saved through ``ModelDataset`` and
-loaded back. Then the
-evaluation's own node (``evaluate_local_model``) scores each final model on the same requests
-(``--split``: validation by default, where settings are chosen; ``test`` to report): exact match with its 95% interval, call exact match, valid rate. Batch-1 latency is
-measured afterwards in rounds, every model once a round on the served path (``supertiny.latency``,
-``decoding.Decoder``, as ``supertiny serve`` answers), and the best round of each is reported.
+``target_sparsity``), ``recovery`` (steps), ``alpha`` (``smooth_alpha``, ``-`` for none),
+``keep`` (``keep_float``: ``down`` or ``-``)); a key left out keeps the catalog's setting.
+For each variant: ``prune_student`` (the least important layers dropped, then INC's MLP
+pruning while fine-tuning), ``recover_pruned`` (distillation from the unpruned student) and
+``quantize_recovered``; variants that differ only in quantisation share their recovered model.
+Every model is saved through ``ModelDataset`` and loaded back. Then the evaluation's own node
+(``evaluate_local_model``) scores each final model on the same requests (``--split``:
+validation by default, where settings are chosen; ``test`` to report): exact match with its 95%
+interval, call exact match, valid rate. Batch-1 latency is measured afterwards in rounds, every
+model once a round on the served path (``supertiny.latency``, ``decoding.Decoder``, as
+``supertiny serve`` answers), and the best round of each is reported.
 
     .venv/bin/python benchmarks/final_model.py --variants drop=0 drop=8 drop=0,keep=-,alpha=0.5 --n 150
     .venv/bin/python benchmarks/final_model.py --variants sparsity=0.5 sparsity=0.25 --n 150
 
-Needs ``kedro run`` up to the student (student_model, distill_train, test_requests). Writes a
-Markdown table and ``<output_root>/08_reporting/final_model.json``.
+Needs ``kedro run`` up to the student (student_model, distill_train, val_requests or
+test_requests). Writes a Markdown table and ``<output_root>/08_reporting/final_model.json``.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def variant_settings(text: str, compression: dict[str, Any]) -> dict[str, Any]:
 
 def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tuple, tuple]) -> tuple[Any, dict[str, Any]]:
     """The compression pipeline's three nodes for one variant; the final model's directory and
-    timings. ``recovered_models`` keeps each (drop, sparsity, recovery steps)'s recovered model for the
-    variants that differ from it only in quantisation."""
+    timings. ``recovered_models`` keeps each (drop, sparsity, recovery steps)'s recovered model
+    for the variants that differ from it only in quantisation."""
     from supertiny.compression.settings import recovery_steps
     from supertiny.datasets import ModelDataset
     from supertiny.pipelines.compression.nodes import prune_student, quantize_recovered, recover_pruned
@@ -79,7 +79,7 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
     compression = variant_settings(text, params["compression"])
     drop, steps = compression["pruning"]["depth"]["drop_layers"], recovery_steps(compression["recovery"])
     sparsity = compression["pruning"]["mlp"]["target_sparsity"]
-    pruned_as = (drop, sparsity, steps)
+    recovered_as = (drop, sparsity, steps)
     student_model, distill_train = catalog.load("student_model"), catalog.load("distill_train")
     student, runtime = params["student"], params["runtime"]
 
@@ -89,14 +89,14 @@ def compress(text: str, context: Any, scratch: Path, recovered_models: dict[tupl
         return dataset.load()
 
     started = time.perf_counter()
-    if pruned_as not in recovered_models:
+    if recovered_as not in recovered_models:
         pruned_bundle, pruning_log = prune_student(student_model, distill_train, compression, student, runtime)
         pruned = saved(pruned_bundle, f"drop{drop}_sparsity{sparsity}_pruned")
         del pruned_bundle
         recovered_bundle, recovery_log = recover_pruned(pruned, student_model, distill_train, compression, student, runtime)
-        recovered_models[pruned_as] = (saved(recovered_bundle, f"drop{drop}_sparsity{sparsity}_recovery{steps}"), pruning_log, recovery_log)
+        recovered_models[recovered_as] = (saved(recovered_bundle, f"drop{drop}_sparsity{sparsity}_recovery{steps}"), pruning_log, recovery_log)
         del recovered_bundle
-    recovered, pruning_log, recovery_log = recovered_models[pruned_as]
+    recovered, pruning_log, recovery_log = recovered_models[recovered_as]
     quantized_bundle, quantization_log = quantize_recovered(recovered, distill_train, compression, student, runtime)
     final = saved(quantized_bundle, f"{text}_quantized")
     quantization = compression["quantization"]

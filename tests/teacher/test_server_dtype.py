@@ -35,7 +35,6 @@ def test_the_setting_reaches_the_servers_command_line(tmp_path):
         assert command[command.index("--dtype") + 1] == served
 
 
-
 def test_answers_cached_under_one_dtype_are_not_replayed_under_another(tmp_path):
     """The precision changes the answers, so it is part of the embedded teacher's cache key."""
     (tmp_path / "model").mkdir()

@@ -85,7 +85,8 @@ LOAD_OPTIONS = ("local_files_only", "cache_dir", "force_download", "proxies", "t
 
 
 def save_tokenizer(tokenizer: Any, directory: str | Path) -> None:
-    """``tokenizer.save_pretrained(directory)`` without the options it was loaded with."""
+    """``tokenizer.save_pretrained(directory)`` without the options it was loaded with (they are
+    dropped from ``tokenizer.init_kwargs``, which only ``save_pretrained`` reads)."""
     for option in LOAD_OPTIONS:
         tokenizer.init_kwargs.pop(option, None)
     tokenizer.save_pretrained(directory)
